@@ -1,0 +1,70 @@
+"""Refuse, with a message the user can act on, an image that the model-space mapping cannot use.
+
+Every check runs before registration: a registration fed a label map or a 2D slice "converges" to
+nonsense and the user would only see a strange output minutes later.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+
+from SynthMedLib.errors import InputError
+
+# Below this many voxels along an axis the scan is a slab or a slice, not a volume a brain model
+# can be registered to.
+MIN_VOXELS_PER_AXIS = 8
+# Spacings outside this range (mm) are almost always a header error (metres, or microns).
+MIN_SPACING_MM = 0.05
+MAX_SPACING_MM = 20.0
+# An integer image with this few distinct values is a segmentation, not an intensity image.
+MAX_LABEL_VALUES = 32
+_INTEGER_TYPES = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
+                  sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64}
+
+
+def check_image(image, what="input image"):
+    """Raise InputError if ``image`` is not a usable scalar 3D intensity volume; return its array.
+
+    The returned array is a float64 copy (the caller may use it; the image itself is untouched).
+    """
+    if not isinstance(image, sitk.Image):
+        raise InputError(f"The {what} must be a SimpleITK image, got {type(image).__name__}.")
+    if image.GetDimension() != 3:
+        raise InputError(f"The {what} is {image.GetDimension()}D; a 3D volume is needed "
+                         "(a single slice or a 4D series cannot be mapped to the model space).")
+    size = image.GetSize()
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"The {what} has {image.GetNumberOfComponentsPerPixel()} components per "
+                         "voxel (a vector/RGB image); a scalar intensity volume is needed.")
+    if min(size) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"The {what} has size {list(size)}: at least {MIN_VOXELS_PER_AXIS} "
+                         "voxels along every axis are needed (this looks like a 2D image or a "
+                         "thin slab).")
+    spacing = np.asarray(image.GetSpacing())
+    if not np.all(np.isfinite(spacing)) or spacing.min() < MIN_SPACING_MM \
+            or spacing.max() > MAX_SPACING_MM:
+        raise InputError(f"The {what} has voxel spacing {spacing.round(4).tolist()} mm, outside "
+                         f"{MIN_SPACING_MM}-{MAX_SPACING_MM} mm; check the image header units.")
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
+        raise InputError(f"The {what} has a degenerate direction matrix; check the image header.")
+
+    array = sitk.GetArrayViewFromImage(image).astype(np.float64)
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise InputError(f"The {what} contains {int((~finite).sum())} NaN or infinite voxels; "
+                         "fix or mask them before using the scan.")
+    low, high = array.min(), array.max()
+    if high == low:
+        raise InputError(f"The {what} is empty: every voxel has the value {low:g}.")
+    if image.GetPixelID() in _INTEGER_TYPES or np.array_equal(array, np.round(array)):
+        distinct = np.unique(array)
+        if distinct.size <= MAX_LABEL_VALUES:
+            raise InputError(f"The {what} has only {distinct.size} distinct integer values "
+                             f"({_preview(distinct)}): it looks like a label map / segmentation, "
+                             "not an intensity image. Give the scan itself.")
+    return array
+
+
+def _preview(values, count=6):
+    shown = ", ".join(f"{v:g}" for v in values[:count])
+    return shown + (", ..." if values.size > count else "")
