@@ -1,0 +1,154 @@
+"""SynthMed: 3D generative diffusion models in 3D Slicer.
+
+This file keeps Slicer's scripted-module conventions (module, widget, logic, test classes). The
+widget only wires the .ui to the qt-free logic in SynthMedSlicer/, which the tests exercise against
+real MRML without the application; inference runs in the SynthMedLib worker process so the GUI
+never freezes and a crash in a model never takes Slicer down.
+"""
+
+import os
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+
+class SynthMed(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("SynthMed")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Synthesis")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SynthMed developers"]
+        self.parent.helpText = _(
+            "Generate synthetic 3D scans with a diffusion model, age a scan counterfactually, or "
+            "predict its disease progression. Every output is synthetic and says how it was made "
+            "(model, weights checksum, conditions, seed, sampler) in its node attributes."
+        )
+        self.parent.acknowledgementText = _(
+            "Models: BrainLDM (MONAI model zoo), BrLP, MAISI (NVIDIA), and an embedded demo model "
+            "trained on a simulated cohort. Networks and schedulers from MONAI."
+        )
+
+
+class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Thin Qt wiring of Resources/UI/SynthMed.ui to SynthMedSlicer (see panels.py there)."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.panels = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SynthMed.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = SynthMedLogic()
+        from SynthMedSlicer.panels import Panels
+
+        self.panels = Panels(self.ui, self.logic, qt=qt, slicer=slicer)
+        self.panels.connect()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+
+    def cleanup(self):
+        self.removeObservers()
+        if self.panels:
+            self.panels.shutdown()
+        if self.logic:
+            self.logic.shutdown()
+
+    def onSceneStartClose(self, caller, event):
+        if self.panels:
+            self.panels.cancelRunning()
+
+
+class SynthMedLogic(ScriptedLoadableModuleLogic):
+    """Scripting entry point (also used by the widget):
+
+    logic = slicer.util.getModuleLogic("SynthMed")
+    volumes, segmentations = logic.generate("demo-brain", {"age": 70, "sex": "F", "diagnosis": "CN"})
+    result = logic.counterfactualAging(volumeNode, "demo-brain", {"age": 65, ...}, targetAges=[70, 80])
+    result = logic.diseaseProgression(volumeNode, "demo-brain", {...}, years=[1, 2, 3])
+    """
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        from SynthMedSlicer.logic import SceneLogic
+
+        self.core = SceneLogic(slicer.mrmlScene, moduleDir=os.path.dirname(__file__))
+
+    def generate(self, modelId, conditions, **options):
+        return self.core.generate(modelId, conditions, **options)
+
+    def counterfactualAging(self, inputVolumeNode, modelId, conditions, targetAges, **options):
+        return self.core.counterfactualAging(inputVolumeNode, modelId, conditions, targetAges, **options)
+
+    def diseaseProgression(self, baselineVolumeNode, modelId, conditions, years, **options):
+        return self.core.diseaseProgression(baselineVolumeNode, modelId, conditions, years, **options)
+
+    def cancel(self):
+        self.core.cancel()
+
+    def shutdown(self):
+        self.core.shutdown()
+
+
+class SynthMedTest(ScriptedLoadableModuleTest):
+    """Runs the embedded demo model end to end inside a real Slicer (no download)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_generate_demo()
+        self.setUp()
+        self.test_counterfactual_demo()
+
+    def test_generate_demo(self):
+        self.delayDisplay("Generating with the demo model")
+        logic = SynthMedLogic()
+        try:
+            volumes, segmentations = logic.generate(
+                "demo-brain", {"age": 70, "sex": "F", "diagnosis": "CN"}, samples=1, seed=1, steps=5
+            )
+        finally:
+            logic.shutdown()
+        self.assertEqual(len(volumes), 1)
+        volume = volumes[0]
+        self.assertIn("synthetic", volume.GetName().lower())
+        self.assertEqual(volume.GetAttribute("SynthMed.model"), "demo-brain")
+        dims = volume.GetImageData().GetDimensions()
+        self.assertTrue(all(d > 1 for d in dims))
+        self.delayDisplay("Generate: OK")
+
+    def test_counterfactual_demo(self):
+        self.delayDisplay("Counterfactual aging with the demo model")
+        logic = SynthMedLogic()
+        try:
+            volumes, _segmentations = logic.generate(
+                "demo-brain", {"age": 65, "sex": "M", "diagnosis": "CN"}, samples=1, seed=2, steps=5
+            )
+            source = volumes[0]
+            before = slicer.util.arrayFromVolume(source).copy()
+            result = logic.counterfactualAging(
+                source, "demo-brain", {"age": 65, "sex": "M", "diagnosis": "CN"}, targetAges=[70, 80], steps=5
+            )
+        finally:
+            logic.shutdown()
+        self.assertEqual(result.sequence.GetNumberOfDataNodes(), 2)
+        self.assertEqual(result.sequence.GetIndexName(), "age")
+        self.assertTrue((slicer.util.arrayFromVolume(source) == before).all())
+        self.delayDisplay("Counterfactual aging: OK")
