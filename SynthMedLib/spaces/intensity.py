@@ -75,12 +75,14 @@ def fit_intensity(array, settings, mask=None):
             low = 0.0
     elif method == "minmax":
         low, high = float(values.min()), float(values.max())
-    elif method == "zscore":
-        mean, std = float(values.mean()), float(values.std())
-        return IntensityMapping(mean, mean + std, 0.0, 1.0, clip=False)
+    elif method == "window":
+        # Absolute units (CT Hounsfield): the same window for every scan.
+        low, high = float(settings["lower"]), float(settings["upper"])
+    elif method == "none":
+        return IntensityMapping(0.0, 1.0, 0.0, 1.0, clip=False)
     else:
         raise CardError(f"Unknown intensity normalisation method {method!r} in the card "
-                        "(known: percentile, minmax, zscore).")
+                        "(known: percentile, minmax, window, none).")
     if not high > low:
         raise InputError("The image's foreground has no intensity contrast "
                          f"({low:g} to {high:g}); it cannot be normalised.")

@@ -76,11 +76,16 @@ def to_model_space(image, space, progress=None, cancel=None, seed=0):
     """(model-space image normalised as the card says, NativeMapping) for a native scan."""
     check_image(image)
     template = template_image(space)
-    registration = register_affine(image, template, seed=seed, progress=progress, cancel=cancel)
-    resampled = resample_to_model(image, space, registration.transform)
+    if template is None:
+        # No template (e.g. CT): the scanner's physical coordinates already place the body.
+        transform, dice = sitk.AffineTransform(3), 1.0
+    else:
+        registration = register_affine(image, template, seed=seed, progress=progress,
+                                       cancel=cancel)
+        transform, dice = registration.transform, registration.dice
+    resampled = resample_to_model(image, space, transform)
     intensity = fit_intensity(sitk.GetArrayViewFromImage(resampled), space.intensity)
-    mapping = NativeMapping(space, registration.transform, intensity, empty_like(image),
-                            registration.dice)
+    mapping = NativeMapping(space, transform, intensity, empty_like(image), dice)
     return apply_intensity(resampled, mapping=intensity), mapping
 
 

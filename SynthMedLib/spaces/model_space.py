@@ -56,7 +56,7 @@ class ModelSpace:
         return cls(shape=shape, spacing=spacing,
                    orientation=str(_get(space, "orientation", "RAS")).upper(),
                    origin_ras=None if origin is None else tuple(float(v) for v in origin),
-                   template=str(_get(space, "template", "mni152")).lower(),
+                   template=str(_get(space, "template", "mni152") or "none").lower(),
                    intensity=intensity or cls.__dataclass_fields__["intensity"].default_factory())
 
     def direction_lps(self):

@@ -35,7 +35,10 @@ def _mni152_native():
 
 
 def template_image(space):
-    """The template of ``space`` (a ModelSpace) resampled onto its grid (float32, new image)."""
+    """The template of ``space`` (a ModelSpace) resampled onto its grid (float32, new image);
+    None when the card has no template (the scan is then placed by its physical coordinates)."""
+    if space.template in ("", "none", "null"):
+        return None
     key = (space.shape, space.spacing, space.orientation, space.origin_ras, space.template)
     if key not in _TEMPLATES:
         _TEMPLATES[key] = _template_on_grid(space)
