@@ -14,8 +14,10 @@ import SimpleITK as sitk
 
 from SynthMedLib.errors import CardError
 
-# Centre (RAS mm) of the MNI152 brain's bounding box; a card without an origin is centred here.
-MNI_BRAIN_CENTRE_RAS = (0.0, -18.0, 18.0)
+# Centre (RAS mm) of the brain box in MNI space; a card without an origin is centred here. The
+# simulated cohort's model grid (SynthMedLib/cohort/grid.py) uses the same centre, so a card
+# without an origin still lines up with the data the demo model was trained on.
+MNI_BRAIN_CENTRE_RAS = (0.0, -17.0, 8.0)
 _AXIS_VECTORS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0),
                  "S": (0, 0, 1), "I": (0, 0, -1)}
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
