@@ -1,0 +1,1 @@
+"""Weights: the cache, verified downloads, safe loading and conversion of published formats."""
