@@ -1,0 +1,84 @@
+"""ControlNet stage (BrLP-style progression): the trained diffusion UNet stays frozen; a MONAI
+ControlNet, initialised from the UNet's encoder, learns to steer it towards the follow-up of a
+given baseline. Pairs of the same simulated subject at two ages come free from the cohort.
+
+ControlNet input: the baseline latent plus one constant channel holding the time gap
+(normalised like age), so that it knows how far to move. The cross-attention context is the
+target's conditions (target age, sex, diagnosis), as for the UNet; it is dropped with the same
+probability so that guidance also works under the ControlNet.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from SynthMedLib.train.conditions import drop_conditions
+from SynthMedLib.train.diffusion import scheduler_from_card, training_target
+
+
+def age_span(card):
+    variable = next(v for v in card["conditioning"]["variables"] if v["name"] == "age")
+    norm = variable.get("normalise") or {"min": variable["range"][0], "max": variable["range"][1]}
+    return float(norm["max"] - norm["min"])
+
+
+def controlnet_condition(baseline_latent, gap_years, span):
+    """(B, C+1, ...) ControlNet input: baseline latent + a channel filled with gap/span."""
+    gap = torch.as_tensor(gap_years, dtype=baseline_latent.dtype).reshape(-1, 1, *([1] * (baseline_latent.ndim - 2)))
+    return torch.cat([baseline_latent, (gap / span).expand(-1, 1, *baseline_latent.shape[2:])], dim=1)
+
+
+def init_from_unet(controlnet, unet):
+    """Copy the UNet's matching encoder weights into the ControlNet (its zero convolutions stay
+    zero, so training starts from exactly the unconditioned UNet)."""
+    missing, unexpected = controlnet.load_state_dict(unet.state_dict(), strict=False)
+    return missing
+
+
+class ControlNetStage:
+    name = "controlnet"
+
+    def __init__(self, network, unet, latents, conditions, meta, card, config):
+        self.network = network
+        self.unet = unet.eval().requires_grad_(False)
+        self.latents = latents
+        self.conditions = conditions
+        self.pairs = torch.tensor(_pairs(meta), dtype=torch.long)
+        self.ages = torch.tensor([m["age"] for m in meta], dtype=torch.float32)
+        self.span = age_span(card)
+        self.scheduler = scheduler_from_card(card)
+        self.dropout = float(config.get("condition_dropout", 0.1))
+
+    def sample(self, generator, batch_size):
+        chosen = self.pairs[torch.randint(0, len(self.pairs), (batch_size,), generator=generator)]
+        early, late = chosen[:, 0].tolist(), chosen[:, 1].tolist()
+        vectors = drop_conditions(self.conditions[late], self.dropout, generator)
+        baseline = self.latents.draw(early, generator)
+        gap = self.ages[late] - self.ages[early]
+        return {"latent": self.latents.draw(late, generator), "context": vectors[:, None, :],
+                "cond": controlnet_condition(baseline, gap, self.span)}
+
+    def losses(self, network, batch, generator):
+        latents = batch["latent"]
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (latents.shape[0],),
+                                  generator=generator)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        down, mid = network(x=noisy, timesteps=timesteps, controlnet_cond=batch["cond"],
+                            context=batch["context"])
+        prediction = self.unet(noisy, timesteps=timesteps, context=batch["context"],
+                               down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        loss = F.mse_loss(prediction.float(), training_target(self.scheduler, latents, noise, timesteps))
+        return {"total": loss, "mse": loss}
+
+
+def _pairs(meta):
+    by_subject = {}
+    for item in meta:
+        by_subject.setdefault(item["seed"], []).append(item)
+    pairs = []
+    for items in by_subject.values():
+        items = sorted(items, key=lambda m: m["age"])
+        pairs += [(a["index"], b["index"]) for i, a in enumerate(items) for b in items[i + 1:]]
+    if not pairs:
+        raise ValueError("the dataset has no subject rendered at two ages: set several age_offsets")
+    return pairs

@@ -1,0 +1,95 @@
+"""One training stage from its config, top to bottom: card -> data -> networks -> train -> export."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from SynthMedLib.train import checkpoint as ckpt
+from SynthMedLib.train.config import load_config
+from SynthMedLib.train.distributed import Distributed
+from SynthMedLib.train.export import export_network, load_shipped
+from SynthMedLib.train.loop import train
+
+
+def _card(config):
+    from SynthMedLib.cards import read_card
+    return read_card(config["card"])
+
+
+def _network(card, name, seed):
+    from SynthMedLib.networks.build import build_network
+    # Same seed on every rank: DDP expects identical initial weights (it also broadcasts them).
+    torch.manual_seed(seed)
+    return build_network(card, name)
+
+
+def _dataset(config, card, dist, progress):
+    from SynthMedLib.train.dataset import load_dataset
+    # Rank 0 renders the cohort once; the others wait, then read the same cache.
+    if dist.is_main:
+        load_dataset(config["dataset"], card, progress=progress)
+    dist.barrier()
+    return load_dataset(config["dataset"], card, progress=False)
+
+
+def _latents(card, data, config, dist, progress):
+    """Posterior (mu, sigma) of every item under the shipped autoencoder, cached beside the data
+    (keyed by the autoencoder's sha256) and the scale factor that gives the latents unit variance."""
+    from SynthMedLib.train.autoencoder import encode_dataset
+    from SynthMedLib.train.diffusion import Latents
+    sha = card["weights"][card["networks"]["autoencoder"]["weights"]]["sha256"] or "unset"
+    path = data.folder / f"latents-{sha[:16]}.npz"
+    if dist.is_main and not path.exists():
+        autoencoder = load_shipped(card, "autoencoder", _network(card, "autoencoder", 0))
+        mu, sigma = encode_dataset(autoencoder, data.images, progress=progress)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, mu=mu, sigma=sigma)
+        tmp.rename(path)
+    dist.barrier()
+    with np.load(path) as stored:
+        mu, sigma = stored["mu"], stored["sigma"]
+    scale = config.get("scale_factor") or float(1.0 / mu.std())
+    return Latents(mu, sigma, scale)
+
+
+def run_stage(config_path, overrides=None, progress=True, cancel=None, export=True):
+    config = load_config(config_path, overrides)
+    torch.set_num_threads(int(config["threads"]))
+    dist = Distributed()
+    card = _card(config)
+    data = _dataset(config, card, dist, progress)
+    stage_name = config["stage"]
+    network = _network(card, stage_name, int(config["seed"]))
+    card_updates = {}
+
+    if stage_name == "autoencoder":
+        from SynthMedLib.train.autoencoder import AutoencoderStage
+        stage = AutoencoderStage(network, data, config)
+    else:
+        from SynthMedLib.train.diffusion import conditions_of
+        latents = _latents(card, data, config, dist, progress)
+        conditions = conditions_of(card, data.meta)
+        if stage_name == "diffusion":
+            from SynthMedLib.train.diffusion import DiffusionStage
+            stage = DiffusionStage(network, latents, conditions, card, config)
+            card_updates = {"latent": {"scale_factor": latents.scale_factor}}
+        else:
+            from SynthMedLib.train.controlnet import ControlNetStage, init_from_unet
+            unet = load_shipped(card, "diffusion", _network(card, "diffusion", 0))
+            if ckpt.find_checkpoint(config["run_dir"]) is None:
+                init_from_unet(network, unet)
+            stage = ControlNetStage(network, unet, latents, conditions, data.meta, card, config)
+
+    result = train(stage, config, config["run_dir"], progress=progress, cancel=cancel)
+    if export and dist.is_main and result["step"] >= int(config["steps"]):
+        folder = ckpt.find_checkpoint(config["run_dir"])
+        name = f"ema_{stage_name}" if (Path(folder) / f"ema_{stage_name}.safetensors").exists() else stage_name
+        from safetensors.torch import load_file
+        state = load_file(str(Path(folder) / f"{name}.safetensors"))
+        result["exported"] = str(export_network(
+            config["card"], stage_name, state, card_updates,
+            metadata={"stage": stage_name, "step": result["step"], "source": name}))
+        (Path(config["run_dir"]) / "result.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,109 @@
+"""Training: exact resume, losses that fall, reproducible configs, clear errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from SynthMedLib.errors import InputError, WeightsError
+from SynthMedLib.train.config import load_config
+from SynthMedLib.train.run import run_stage
+from train_helpers import tiny_card, tiny_config, tiny_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "SynthMedLib" / "train" / "configs"
+
+
+def weights(run_dir, name):
+    return load_file(str(Path(run_dir) / "checkpoint" / f"{name}.safetensors"))
+
+
+def log_rows(run_dir):
+    with open(Path(run_dir) / "log.tsv") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    return folder, tiny_card(folder / "card"), tiny_dataset(folder / "data")
+
+
+def straight_and_resumed(folder, stage, card, data, steps=6, stop=3):
+    straight = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}-straight"))
+    resumed = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}-resumed"))
+    run_stage(straight, progress=False, export=False)
+    first = run_stage(resumed, {"steps": stop}, progress=False, export=False)
+    second = run_stage(resumed, progress=False, export=False)
+    assert first["step"] == stop and second["resumed_from"] == stop and second["step"] == steps
+    return folder / f"{stage}-straight", folder / f"{stage}-resumed"
+
+
+def test_every_stage_resumes_to_the_identical_continuation(tiny):
+    folder, card, data = tiny
+    for stage in ("autoencoder", "diffusion", "controlnet"):
+        straight, resumed = straight_and_resumed(folder, stage, card, data)
+        assert_same_weights(weights(straight, stage), weights(resumed, stage))
+        if stage != "autoencoder":
+            assert_same_weights(weights(straight, f"ema_{stage}"), weights(resumed, f"ema_{stage}"))
+        assert log_rows(straight) == log_rows(resumed)
+        # The next stage needs this one's weights beside the card, as the real recipe exports them.
+        config = tiny_config(folder, stage, card, data, run_dir=str(straight))
+        result = run_stage(config, progress=False)
+        assert Path(result["exported"]).exists()
+    card_data = json.loads(card.read_text())
+    assert all(len(entry["sha256"]) == 64 for entry in card_data["weights"].values())
+    assert card_data["latent"]["scale_factor"] != 1.0
+
+
+def test_losses_fall_on_a_tiny_problem(tiny):
+    folder, card, data = tiny
+    config = tiny_config(folder, "autoencoder", card, data, steps=40, lr=5e-3,
+                         run_dir=str(folder / "ae-falls"), checkpoint_every=40)
+    run_stage(config, progress=False, export=False)
+    totals = [float(r["total"]) for r in log_rows(folder / "ae-falls")]
+    assert sum(totals[-5:]) / 5 < 0.5 * sum(totals[:5]) / 5
+
+
+def test_shipped_configs_load_and_name_the_demo_card():
+    for stage in ("autoencoder", "diffusion", "controlnet"):
+        config = load_config(CONFIGS / f"demo-brain-{stage}.json")
+        assert config["stage"] == stage
+        assert Path(config["card"]) == REPO / "SynthMedLib" / "models" / "demo-brain" / "card.json"
+        assert config["dataset"]["seed"] < 1_000_000  # training seeds never reach the held-out range
+
+
+def test_same_config_same_weights(tiny):
+    folder, card, data = tiny
+    runs = []
+    for name in ("repro-a", "repro-b"):
+        config = tiny_config(folder, "autoencoder", card, data, steps=2, run_dir=str(folder / name))
+        run_stage(config, progress=False, export=False)
+        runs.append(weights(folder / name, "autoencoder"))
+    assert_same_weights(*runs)
+
+
+def test_bad_config_and_mismatched_checkpoint_are_clear_errors(tiny, tmp_path):
+    folder, card, data = tiny
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"stage": "autoencoder"}))
+    with pytest.raises(InputError, match="lacks"):
+        load_config(broken)
+    run_dir = tmp_path / "mismatch"
+    run_stage(tiny_config(tmp_path, "autoencoder", card, data, steps=1, run_dir=str(run_dir)),
+              progress=False, export=False)
+    # A checkpoint of another architecture (here: one tensor of the wrong shape).
+    save_file({"encoder.blocks.0.conv.weight": torch.zeros(3, 3)},
+              str(run_dir / "checkpoint" / "autoencoder.safetensors"))
+    with pytest.raises(WeightsError, match="does not fit"):
+        run_stage(tiny_config(tmp_path, "autoencoder", card, data, steps=2, run_dir=str(run_dir)),
+                  progress=False, export=False)
