@@ -10,6 +10,7 @@ from SynthMedLib.errors import SynthMedError
 # Order is the order shown in ``synthmed --help``.
 COMMANDS = (
     "cohort",
+    "train",
 )
 
 
