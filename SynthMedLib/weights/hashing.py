@@ -1,0 +1,67 @@
+"""sha256 (and md5, which some published bundles list) of weight files, remembered per file.
+
+Provenance records the sha256 of every weights file used; hashing a multi-GB checkpoint on each
+load would cost seconds, so digests are kept in ``$SYNTHMED_HOME/hashes.json`` keyed by the file's
+absolute path, size and modification time (any change of the file invalidates its entry).
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from SynthMedLib.weights import cache
+
+CHUNK = 1 << 20
+
+
+def digest(path, algorithm="sha256", progress=None):
+    """Hex digest of ``path``; ``progress(bytes_done, total)`` is called while reading."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    entry_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{algorithm}"
+    known = _load_index()
+    if entry_key in known:
+        return known[entry_key]
+    hasher = hashlib.new(algorithm)
+    done = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(block)
+            done += len(block)
+            if progress:
+                progress(done, stat.st_size)
+    value = hasher.hexdigest()
+    known = {k: v for k, v in _load_index().items()
+             if not (k.startswith(f"{path}|") and k.endswith(f"|{algorithm}"))}
+    known[entry_key] = value
+    _save_index(known)
+    return value
+
+
+def sha256(path, progress=None):
+    return digest(path, "sha256", progress)
+
+
+def _index_path():
+    return cache.home() / "hashes.json"
+
+
+def _load_index():
+    try:
+        return json.loads(_index_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_index(index):
+    target = _index_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".hashes-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(index, handle, indent=0)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only home only costs re-hashing next time
