@@ -1,0 +1,59 @@
+"""Where outputs go and what they say about themselves.
+
+Outputs land in a folder under the input's study in the subject hierarchy (or a top-level folder
+for generated scans), and every output node carries its provenance as attributes and says
+"synthetic" in its name and description, so a synthetic scan can never pass for an acquired one.
+"""
+
+import json
+
+ATTRIBUTE_PREFIX = "SynthMed."
+# Provenance keys copied to their own attribute, for filtering nodes without parsing JSON.
+FLAT_KEYS = ("model", "card_version", "weights_sha256", "seed", "sampler", "steps", "library_version")
+
+
+def mark_synthetic(node, provenance):
+    """Provenance as node attributes, "synthetic" in the name and the description."""
+    node.SetAttribute(ATTRIBUTE_PREFIX + "synthetic", "true")
+    node.SetAttribute(ATTRIBUTE_PREFIX + "provenance", json.dumps(provenance, sort_keys=True, default=str))
+    for key in FLAT_KEYS:
+        if key in provenance and provenance[key] is not None:
+            value = provenance[key]
+            node.SetAttribute(ATTRIBUTE_PREFIX + _camel(key), value if isinstance(value, str) else json.dumps(value))
+    if "conditions" in provenance:
+        node.SetAttribute(ATTRIBUTE_PREFIX + "conditions", json.dumps(provenance["conditions"], sort_keys=True))
+    if "synthetic" not in node.GetName().lower():
+        node.SetName(f"{node.GetName()} (synthetic)")
+    what = provenance.get("model", "a generative model")
+    node.SetDescription(f"SYNTHETIC image made by SynthMed with {what}; not an acquired scan. "
+                        f"Provenance: {node.GetAttribute(ATTRIBUTE_PREFIX + 'provenance')}")
+
+
+def provenance_of(node):
+    text = node.GetAttribute(ATTRIBUTE_PREFIX + "provenance")
+    return json.loads(text) if text else None
+
+
+def _camel(key):
+    head, *rest = key.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def output_folder(scene, name, input_node=None):
+    """A new subject-hierarchy folder for a run's outputs: under the input's parent (its study)
+    when there is an input, at the top of the scene otherwise."""
+    hierarchy = scene.GetSubjectHierarchyNode()
+    parent = hierarchy.GetSceneItemID()
+    if input_node is not None:
+        input_item = hierarchy.GetItemByDataNode(input_node)
+        if input_item:
+            parent = hierarchy.GetItemParent(input_item) or parent
+    return hierarchy.CreateFolderItem(parent, name)
+
+
+def move_into(scene, folder_item, nodes):
+    hierarchy = scene.GetSubjectHierarchyNode()
+    for node in nodes:
+        item = hierarchy.GetItemByDataNode(node)
+        if item:
+            hierarchy.SetItemParent(item, folder_item)

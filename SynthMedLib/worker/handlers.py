@@ -1,0 +1,148 @@
+"""What the worker can be asked to do: a table from request type to handler.
+
+A handler gets ``(params, context)`` (context: progress/cancel, output folder, loaded models) and
+returns a JSON-able dict. Images go out as NIfTI files in ``context.output_dir``, described by
+``{"path", "role", "name", "index", "provenance"}`` entries. The heavy libraries are imported
+inside the handlers so that the worker is ready (and answers ``ping``) within a second.
+"""
+
+import os
+import platform
+import sys
+
+from SynthMedLib import __version__
+from SynthMedLib.errors import InputError, SynthMedError
+
+
+def _image_entry(context, image, name, role, index=None, provenance=None, labels=False):
+    """Write ``image`` as NIfTI into the output folder and describe it for the client."""
+    import SimpleITK as sitk
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = context.output_dir / f"{safe}.nii.gz"
+    if labels:
+        image = sitk.Cast(image, sitk.sitkUInt8)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return {"path": str(path), "role": role, "name": name, "index": index or {},
+            "provenance": provenance or {}}
+
+
+def _read_input(params, key="image"):
+    """The input image a request names (the client wrote it; the worker only reads it)."""
+    import SimpleITK as sitk
+
+    path = params.get(key)
+    if not path:
+        raise InputError(f"the request has no '{key}' file")
+    if not os.path.isfile(path):
+        raise InputError(f"input file {path} does not exist")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"cannot read {path} as an image: {error}") from None
+
+
+def _pipeline(module_name):
+    """Import a pipeline module; a library without it answers with a clear error."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"SynthMedLib.pipelines.{module_name}")
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith("SynthMedLib.pipelines"):
+            raise SynthMedError(f"this SynthMedLib ({__version__}) has no {module_name} pipeline") from None
+        raise
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def ping(params, context):
+    return {"pong": True, "pid": os.getpid(), "version": __version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "modelsLoaded": sorted(str(k) for k in context.models)}
+
+
+def devices(params, context):
+    """The devices torch sees, with their memory, for the device selector."""
+    import torch
+
+    found = [{"id": "cpu", "name": platform.processor() or "CPU", "totalBytes": _system_memory()}]
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        free, total = torch.cuda.mem_get_info(index)
+        found.append({"id": f"cuda:{index}", "name": props.name, "totalBytes": int(total), "freeBytes": int(free)})
+    return {"devices": found, "torch": torch.__version__}
+
+
+def _system_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def register(params, context):
+    """Align a scan to a model's space (what counterfactual aging and progression start with);
+    returns the scan in model space and how well it fits the template."""
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.spaces import ModelSpace, to_model_space
+
+    card = load_card(params.get("model", ""))
+    image = _read_input(params)
+    cancelled = context.progress.cancelled
+    model_image, mapping = to_model_space(image, ModelSpace.from_card(card),
+                                          progress=context.fraction("registration"), cancel=cancelled,
+                                          seed=int(params.get("seed", 0)))
+    context.progress.check()
+    entry = _image_entry(context, model_image, f"{card.id}_model_space", "image",
+                         provenance={"synthetic": False, "model": card.id, "step": "registration"})
+    return {"images": [entry], "dice": float(mapping.dice)}
+
+
+def cohort(params, context):
+    """Ground truth from the simulated cohort: one subject rendered at several ages (image + labels
+    + true volumes); the Slicer module offers it as a test subject for aging and progression."""
+    from SynthMedLib.cohort import Subject, render
+
+    subject = Subject(int(params.get("seed", 1_000_000)), params.get("sex", "F"), params.get("diagnosis", "CN"),
+                      float(params.get("baselineAge", 70)))
+    ages = [float(a) for a in params.get("ages", [subject.baseline_age])]
+    if not ages:
+        raise InputError("give at least one age to render")
+    spacing = float(params.get("spacing", 3.0))
+    images, volumes = [], []
+    context.progress.start("rendering", len(ages))
+    for step, age in enumerate(ages, start=1):
+        rendering = render(subject, age, spacing=spacing)
+        provenance = {"synthetic": True, "source": "SynthMedLib.cohort (simulated subject)", "seed": subject.seed,
+                      "sex": subject.sex, "diagnosis": subject.diagnosis, "age": age, "version": __version__}
+        name = f"sub-{subject.participant_id}_age{age:g}"
+        images.append(_image_entry(context, rendering.image, f"{name}_T1w", "image", {"age": age}, provenance))
+        images.append(_image_entry(context, rendering.labels, f"{name}_dseg", "labels", {"age": age}, provenance,
+                                   labels=True))
+        volumes.append({"age": age, **{k: float(v) for k, v in rendering.volumes.items()}})
+        context.progress.step("rendering", step, len(ages))
+    return {"images": images, "volumes": volumes}
+
+
+def generate(params, context):
+    return _pipeline("generate").worker_request(params, context)
+
+
+def counterfactual(params, context):
+    return _pipeline("counterfactual").worker_request(params, context)
+
+
+def progression(params, context):
+    return _pipeline("progression").worker_request(params, context)
+
+
+HANDLERS = {
+    "ping": ping,
+    "devices": devices,
+    "register": register,
+    "cohort": cohort,
+    "generate": generate,
+    "counterfactual": counterfactual,
+    "progression": progression,
+}

@@ -1,0 +1,179 @@
+"""The worker loop: a reader thread takes lines off stdin, the main thread runs one request at a
+time. Cancel is handled by the reader thread the moment it arrives (it sets the running request's
+event, which the pipelines check before every network evaluation), so it never waits behind the
+request it cancels.
+"""
+
+import os
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+
+from SynthMedLib import __version__
+from SynthMedLib.errors import Cancelled, SynthMedError
+from SynthMedLib.sampling.progress import Progress
+from SynthMedLib.worker import protocol
+from SynthMedLib.worker.handlers import HANDLERS
+
+
+class Context:
+    """What a handler gets besides its params: progress/cancel, an output folder, and the models
+    kept loaded across requests (that is the reason the worker is long-lived)."""
+
+    def __init__(self, progress, output_dir, models):
+        self.progress = progress
+        self.output_dir = Path(output_dir)
+        self.models = models
+
+    def cached(self, key, load):
+        """``load()`` once per key for the life of the worker."""
+        if key not in self.models:
+            self.models[key] = load()
+        return self.models[key]
+
+    def fraction(self, stage):
+        """A ``progress(fraction)`` callback for code that reports 0..1 and checks cancel itself
+        (it must not raise: it may run inside a C++ callback, e.g. an ITK optimiser's)."""
+        def report(fraction):
+            self.progress.report(stage, int(round(1000 * float(fraction))), 1000)
+        return report
+
+
+class Worker:
+    def __init__(self, instream, outstream, handlers=None):
+        self.instream = instream
+        self.outstream = outstream
+        self.handlers = dict(HANDLERS if handlers is None else handlers)
+        self.requests = queue.Queue()
+        self.models = {}
+        self.write_lock = threading.Lock()
+        self.state_lock = threading.Lock()
+        self.current_id = None
+        self.current_cancel = None
+        self.cancelled_ids = set()  # cancels that arrived while their request was still queued
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def send(self, message):
+        line = protocol.encode(message)
+        with self.write_lock:
+            self.outstream.write(line)
+            self.outstream.flush()
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def read_requests(self):
+        for line in self.instream:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = protocol.decode(line)
+            except ValueError as error:
+                self.send({"event": protocol.ERROR, "id": None, "kind": "ProtocolError", "userError": False,
+                           "message": f"unreadable request: {error}"})
+                continue
+            kind = message.get("type")
+            if kind == protocol.CANCEL:
+                self.cancel(message.get("id"))
+            elif kind == protocol.SHUTDOWN:
+                break
+            else:
+                self.requests.put(message)
+        # stdin closed (the client went away) or shutdown: stop what runs and leave.
+        self.cancel(None)
+        self.requests.put(None)
+
+    def cancel(self, request_id=None):
+        """Cancel ``request_id`` (None: whatever runs now)."""
+        with self.state_lock:
+            if self.current_cancel is not None and request_id in (None, self.current_id):
+                self.current_cancel.set()
+            elif request_id is not None:
+                self.cancelled_ids.add(request_id)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self):
+        self.send({"event": protocol.READY, "id": None, "pid": os.getpid(), "version": __version__,
+                   "protocol": protocol.PROTOCOL_VERSION, "requests": sorted(self.handlers)})
+        reader = threading.Thread(target=self.read_requests, name="synthmed-worker-reader", daemon=True)
+        reader.start()
+        while True:
+            message = self.requests.get()
+            if message is None:
+                return 0
+            self.handle(message)
+
+    def handle(self, message):
+        request_id = message.get("id")
+        handler = self.handlers.get(message.get("type"))
+        if handler is None:
+            self.send({"event": protocol.ERROR, "id": request_id, "kind": "InputError", "userError": True,
+                       "message": f"unknown request type {message.get('type')!r}; this worker knows "
+                                  f"{', '.join(sorted(self.handlers))}"})
+            return
+        cancel = threading.Event()
+        with self.state_lock:
+            self.current_id, self.current_cancel = request_id, cancel
+            if request_id in self.cancelled_ids:
+                self.cancelled_ids.discard(request_id)
+                cancel.set()
+        time_left = protocol.TimeLeft()
+
+        def report(stage, step, total):
+            self.send({"event": protocol.PROGRESS, "id": request_id, "stage": stage, "step": int(step),
+                       "total": int(total), "secondsLeft": time_left.update(stage, step, total)})
+
+        output_dir = message.get("outputDir") or tempfile.mkdtemp(prefix="synthmed-")
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        context = Context(Progress(callback=report, cancel=cancel), output_dir, self.models)
+        try:
+            context.progress.check()
+            result = handler(message.get("params") or {}, context)
+            self.send({"event": protocol.RESULT, "id": request_id, "result": result})
+        except Cancelled:
+            self.send({"event": protocol.CANCELLED, "id": request_id})
+        except SynthMedError as error:
+            self.send({"event": protocol.ERROR, "id": request_id, "kind": type(error).__name__,
+                       "userError": True, "message": str(error)})
+        except MemoryError:
+            self.send({"event": protocol.ERROR, "id": request_id, "kind": "OutOfMemory", "userError": True,
+                       "message": "out of memory: generate fewer samples at once, use tiled decoding, "
+                                  "or pick a device with more memory"})
+        except Exception as error:  # a bug, not the user's doing: say so, keep serving
+            if type(error).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+                self.send({"event": protocol.ERROR, "id": request_id, "kind": "OutOfMemory", "userError": True,
+                           "message": f"the GPU ran out of memory ({error}); generate fewer samples at "
+                                      "once, use tiled decoding, or run on the CPU"})
+            else:
+                self.send({"event": protocol.ERROR, "id": request_id, "kind": type(error).__name__,
+                           "userError": False, "message": f"internal error: {error}",
+                           "traceback": traceback.format_exc()})
+        finally:
+            with self.state_lock:
+                self.current_id, self.current_cancel = None, None
+
+
+def main(argv=None):
+    # The protocol owns the real stdout. Everything else that writes to fd 1 (print, tqdm, a C
+    # library) goes to stderr instead, so it can never corrupt a JSON line.
+    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    threads = os.environ.get("SYNTHMED_WORKER_THREADS")
+    if threads:
+        # Set by the client to share a machine politely (Slicer's own GUI, other jobs).
+        import SimpleITK as sitk
+        import torch
+
+        torch.set_num_threads(int(threads))
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    worker = Worker(sys.stdin, protocol_out)
+    # SIGINT cancels the running request instead of killing the worker (models stay loaded).
+    signal.signal(signal.SIGINT, lambda signum, frame: worker.cancel(None))
+    return worker.run()

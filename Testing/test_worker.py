@@ -1,0 +1,164 @@
+"""The worker process and its client, for real: a `python -m SynthMedLib.worker` subprocess, JSON
+lines, progress, cancel by message and by SIGINT, errors, and a worker killed mid-request.
+
+The long real operation is the registration of a scan to the demo model's template (what
+counterfactual aging starts with): several seconds, reporting progress as it goes.
+"""
+
+import hashlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "SynthMed"))
+
+from SynthMedLib import errors  # noqa: E402
+from SynthMedLib.worker import protocol  # noqa: E402
+from SynthMedSlicer.worker_client import WorkerClient, WorkerError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def native_scan(tmp_path_factory):
+    """The demo model's template, moved and resampled onto a 1.5 mm oblique grid: a scan that
+    needs a real registration."""
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.spaces import ModelSpace, template_image
+
+    template = template_image(ModelSpace.from_card(load_card("demo-brain")))
+    reference = sitk.Image([96, 128, 96], sitk.sitkFloat32)
+    reference.SetSpacing((1.5, 1.5, 1.5))
+    reference.SetOrigin((-72.0, -110.0, -60.0))
+    moved = sitk.Resample(template, reference, sitk.Euler3DTransform((0, 0, 0), 0.1, 0.05, 0.2, (5, -3, 4)),
+                          sitk.sitkLinear, 0.0)
+    path = tmp_path_factory.mktemp("scan") / "native.nii.gz"
+    sitk.WriteImage(moved, str(path))
+    scan = ScanPath(path)
+    scan.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return scan
+
+
+class ScanPath(type(Path())):
+    sha256 = None
+
+
+@pytest.fixture(scope="module")
+def client():
+    # One client for the module, as in Slicer: a test that kills the worker leaves the next
+    # request to start a fresh one, which is itself part of what is tested.
+    worker = WorkerClient(python=sys.executable, library_dir=str(ROOT), threads=1)
+    yield worker
+    worker.close()
+
+
+def wait_for(client, request_id, predicate, timeout=60):
+    """Events of ``request_id`` until one satisfies ``predicate``; returns (that event, all seen)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in client.poll():
+            if event.get("id") == request_id:
+                seen.append(event)
+                if predicate(event):
+                    return event, seen
+        time.sleep(0.02)
+    raise AssertionError(f"no matching event within {timeout} s; saw {seen[-3:]}")
+
+
+def test_worker_answers_and_survives_user_errors(client, tmp_path):
+    client.start()
+    assert client.info["protocol"] == protocol.PROTOCOL_VERSION
+    assert {"generate", "counterfactual", "progression", "ping"} <= set(client.info["requests"])
+    pid = client.run("ping")["pid"]
+    with pytest.raises(errors.InputError, match="unknown request type"):
+        client.run("no-such-request")
+    with pytest.raises(errors.InputError, match="does not exist"):
+        client.run("register", {"image": str(tmp_path / "missing.nii.gz"), "model": "demo-brain"})
+    with pytest.raises(errors.CardError):
+        client.run("register", {"image": str(tmp_path / "missing.nii.gz"), "model": "no-such-model"})
+    assert client.run("ping")["pid"] == pid  # the same process served all of them
+
+
+def test_long_request_reports_progress_and_returns_files(client, native_scan, tmp_path):
+    events = []
+    result = client.run("register", {"image": str(native_scan), "model": "demo-brain"}, tmp_path, events.append)
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and all(e["stage"] == "registration" and e["total"] == 1000 for e in progress)
+    steps = [e["step"] for e in progress]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert any(e["secondsLeft"] is not None and e["secondsLeft"] >= 0 for e in progress)
+    image = sitk.ReadImage(result["images"][0]["path"])
+    assert image.GetSize() == (48, 64, 48)
+    assert Path(result["images"][0]["path"]).parent == tmp_path
+    assert result["dice"] > 0.8
+    assert hashlib.sha256(native_scan.read_bytes()).hexdigest() == native_scan.sha256  # input untouched
+
+
+def test_cancel_message_stops_within_seconds_and_worker_stays(client, native_scan, tmp_path):
+    pid = client.run("ping")["pid"]
+    request_id = client.submit("register", {"image": str(native_scan), "model": "demo-brain"}, tmp_path)
+    wait_for(client, request_id, lambda e: e["event"] == "progress" and e["step"] > 0)
+    asked = time.monotonic()
+    client.cancel(request_id)
+    event, _ = wait_for(client, request_id, lambda e: e["event"] in ("cancelled", "result", "error"), timeout=10)
+    assert event["event"] == "cancelled" and not event.get("killed")
+    assert time.monotonic() - asked < 3.0
+    assert not list(tmp_path.glob("*.nii.gz"))  # nothing half-written
+    assert client.run("ping")["pid"] == pid
+
+
+def test_sigint_cancels_the_running_request(client, native_scan, tmp_path):
+    request_id = client.submit("register", {"image": str(native_scan), "model": "demo-brain"}, tmp_path)
+    wait_for(client, request_id, lambda e: e["event"] == "progress" and e["step"] > 0)
+    os.kill(client.process.pid, signal.SIGINT)
+    event, _ = wait_for(client, request_id, lambda e: e["event"] in ("cancelled", "result", "error"), timeout=10)
+    assert event["event"] == "cancelled"
+    assert client.alive()
+
+
+def test_cancel_that_is_not_honoured_in_time_kills_the_worker(client, native_scan, tmp_path):
+    request_id = client.submit("register", {"image": str(native_scan), "model": "demo-brain"}, tmp_path)
+    wait_for(client, request_id, lambda e: e["event"] == "progress")
+    old_pid = client.process.pid
+    os.kill(old_pid, signal.SIGSTOP)  # a worker stuck where it cannot see the cancel
+    client.cancel(request_id, grace=0.5)
+    event, _ = wait_for(client, request_id, lambda e: e["event"] == "cancelled", timeout=10)
+    assert event.get("killed") is True
+    assert not client.alive()
+    assert client.run("ping")["pid"] != old_pid
+
+
+def test_worker_killed_mid_request_gives_clear_error_then_a_fresh_worker(client, native_scan, tmp_path):
+    old_pid = client.run("ping")["pid"]
+    request_id = client.submit("register", {"image": str(native_scan), "model": "demo-brain"}, tmp_path)
+    wait_for(client, request_id, lambda e: e["event"] == "progress")
+    os.kill(old_pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    with pytest.raises(WorkerError, match="killed by SIGKILL.*next request starts a fresh one"):
+        client.wait(request_id, timeout=30)
+    assert not client.alive()
+    answer = client.run("ping")
+    assert answer["pong"] and answer["pid"] != old_pid
+
+
+def test_time_left_follows_the_pace_after_the_first_step():
+    clock = iter([0.0, 10.0, 11.0, 12.0, 0.0]).__next__
+    left = protocol.TimeLeft(clock=clock)
+    assert left.update("sampling", 0, 10) is None
+    assert left.update("sampling", 1, 10) is None      # first step: one-off costs, not the pace
+    assert left.update("sampling", 2, 10) == pytest.approx(8.0)
+    assert left.update("sampling", 3, 10) == pytest.approx(7.0)
+    assert left.update("decoding", 0, 4) is None       # a new stage starts over
+
+
+def test_protocol_refuses_nan_and_non_objects():
+    with pytest.raises(ValueError):
+        protocol.encode({"x": float("nan")})
+    with pytest.raises(ValueError):
+        protocol.decode("[1, 2]")
+    assert protocol.decode(protocol.encode({"a": np.float64(1.5).item()})) == {"a": 1.5}
