@@ -62,11 +62,10 @@ def shrink_args(args, channels):
     return args
 
 
-def build_network(card, name, channels=None, **overrides):
-    """A randomly initialised network ``name`` of ``card``.
+def build_network(card, name, channels=None, device=None, **overrides):
+    """A randomly initialised network ``name`` of ``card``, for ``device`` (default: CUDA if any).
 
-    ``channels`` shrinks the widths (tests); ``overrides`` replace constructor arguments (e.g.
-    ``use_flash_attention=False`` on a CPU, or MAISI's ``norm_float16=False``).
+    ``channels`` shrinks the widths (tests); ``overrides`` replace constructor arguments.
     """
     if name not in card.networks:
         known = ", ".join(sorted(card.networks))
@@ -77,10 +76,13 @@ def build_network(card, name, channels=None, **overrides):
     if channels is not None:
         args = shrink_args(args, channels)
     args.update(overrides)
-    if args.get("use_flash_attention") and not _cuda_available():
-        # Flash attention is a kernel choice, not an architecture: same parameters, same outputs
-        # up to rounding. MONAI refuses it without CUDA, so a CPU build falls back to plain SDPA.
-        args["use_flash_attention"] = False
+    if _device_type(device) != "cuda":
+        # Flash attention and MAISI's fp16 group norm are kernel/precision choices, not
+        # architecture: same parameters, same outputs up to rounding. Both only run on CUDA
+        # (MONAI refuses the first, the second fails on CPU), so other devices use the fp32 path.
+        for key in ("use_flash_attention", "norm_float16"):
+            if args.get(key):
+                args[key] = False
     try:
         return cls(**args)
     except (TypeError, ValueError) as error:
@@ -88,13 +90,15 @@ def build_network(card, name, channels=None, **overrides):
                         f"arguments: {error}") from None
 
 
-def _cuda_available():
+def _device_type(device):
     import torch
 
-    return torch.cuda.is_available()
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
 
 
-def build_networks(card, names=None, channels=None, overrides=None):
+def build_networks(card, names=None, channels=None, overrides=None, device=None):
     """{name: network} for ``names`` (default: every network in the card).
 
     ``channels`` is one list of widths for every network or a dict {name: widths};
@@ -105,5 +109,6 @@ def build_networks(card, names=None, channels=None, overrides=None):
     built = {}
     for name in names:
         widths = channels.get(name) if isinstance(channels, dict) else channels
-        built[name] = build_network(card, name, channels=widths, **overrides.get(name, {}))
+        built[name] = build_network(card, name, channels=widths, device=device,
+                                    **overrides.get(name, {}))
     return built

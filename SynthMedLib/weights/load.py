@@ -87,7 +87,7 @@ def load_network(card, name, device="cpu", channels=None, overrides=None, init_s
     """
     card = load_card(card)
     path = weights_path(card, name)
-    network = build_network(card, name, channels=channels, **(overrides or {}))
+    network = build_network(card, name, channels=channels, device=device, **(overrides or {}))
     if init_state is not None:
         from monai.networks.utils import copy_model_state
 
