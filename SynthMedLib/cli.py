@@ -11,6 +11,7 @@ from SynthMedLib.errors import SynthMedError
 COMMANDS = (
     "cohort",
     "train",
+    "counterfactual",
 )
 
 

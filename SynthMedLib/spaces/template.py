@@ -1,10 +1,9 @@
 """The registration template of a model space, on the model grid.
 
-- ``mni152``: the MNI152 2009 T1 shipped inside the nilearn wheel (offline). BrainLDM (UK Biobank)
-  and BrLP were trained on MNI152-registered T1w scans, so their cards name this template too.
-- ``cohort``: the simulated cohort's reference rendering (itself MNI152-based) on the card's grid;
-  the embedded demo model was trained on cohort renderings, so its template has exactly the
-  contrast of its training data.
+``mni152``: the MNI152 2009 T1 shipped inside the nilearn wheel (offline), smoothed to the grid's
+spacing. BrainLDM (UK Biobank) and BrLP were trained on MNI152-registered T1w scans, and the
+simulated cohort the demo model learnt from is built by deforming this same template, so every
+shipped brain card names it. Cards without a template (CT) are placed by physical coordinates.
 """
 
 from functools import lru_cache
@@ -58,8 +57,5 @@ def _template_on_grid(space):
             source = sitk.SmoothingRecursiveGaussian(source, sigma)
         return sitk.Resample(source, grid, sitk.Transform(), sitk.sitkLinear, 0.0,
                              sitk.sitkFloat32)
-    if space.template in ("cohort", "cohort-reference", "cohort_reference"):
-        from SynthMedLib.cohort import reference_image
-        return sitk.Cast(reference_image(grid=grid), sitk.sitkFloat32)
     raise CardError(f"Unknown registration template {space.template!r} in the card "
-                    "(known: mni152, cohort).")
+                    "(known: mni152, or none).")

@@ -1,0 +1,97 @@
+"""Options and steps shared by the commands that start from a user's scan (counterfactual,
+progress): not a command itself (it is not listed in cli.COMMANDS)."""
+
+import re
+from pathlib import Path
+
+from SynthMedLib.errors import InputError
+
+IDENTITY_CHOICES = ("deformation", "intensity", "none")
+
+
+def add_model_options(parser):
+    parser.add_argument("--model", required=True, help="model id (e.g. demo-brain) or card path")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps (default: the card's default_steps)")
+    parser.add_argument("--identity", choices=IDENTITY_CHOICES, default="deformation",
+                        help="how the input's own detail is kept: apply the predicted "
+                        "deformation (default), add the predicted intensity change, or none "
+                        "(the model's image)")
+    parser.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
+                        help="a further conditioning variable of the model (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_subject_options(parser):
+    parser.add_argument("--age", type=float, required=True, help="the subject's age at the scan")
+    parser.add_argument("--sex", required=True, help="M or F (as the model's card codes it)")
+    parser.add_argument("--diagnosis", required=True, help="e.g. CN, MCI, AD")
+
+
+def parse_numbers(text, what):
+    try:
+        values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    except ValueError:
+        raise InputError(f"{what} must be numbers separated by commas, e.g. 70,80,90; "
+                         f"got {text!r}") from None
+    if not values:
+        raise InputError(f"give at least one value for {what}")
+    return values
+
+
+def extra_conditions(pairs):
+    conditions = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"--condition needs NAME=VALUE, got {pair!r}")
+        name, value = pair.split("=", 1)
+        try:
+            conditions[name.strip()] = float(value)
+        except ValueError:
+            conditions[name.strip()] = value.strip()
+    return conditions
+
+
+def read_scan(path):
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no image file at {path}")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"cannot read {path} as an image: {str(error).strip().splitlines()[-1]}"
+                         ) from None
+
+
+def scan_stem(path):
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".gz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def prepare_runtime(args, pipeline):
+    """(loaded model, Progress) for a command: card, device, threads, weights."""
+    import torch
+
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.loaded_model import load_model
+    from SynthMedLib.sampling.device import pick_device
+    from SynthMedLib.sampling.progress import Progress
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    card = load_card(args.model)
+    model = load_model(card, pipeline, pick_device(args.device))
+    return model, Progress(bar=not args.no_progress)
+
+
+def inversion_cache_folder():
+    from SynthMedLib.weights.cache import home
+
+    return home() / "cache" / "inversions"

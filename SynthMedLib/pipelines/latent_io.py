@@ -1,0 +1,153 @@
+"""Model-space images <-> latents, and conditions -> condition vectors, as the card says.
+
+Shared by the counterfactual and progression pipelines: both start from a real scan, so they
+encode (generate never does). Tensors follow numpy's axis order (z, y, x) like the training data
+(``sitk.GetArrayFromImage``); the card's ``space.shape`` is SimpleITK's (x, y, z).
+"""
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from SynthMedLib.errors import CardError, InputError
+
+
+def card_section(card, name, default=None):
+    value = card.get(name) if hasattr(card, "get") else getattr(card, name, None)
+    return default if value is None else value
+
+
+def scale_factor(card):
+    value = card_section(card, "latent", {}).get("scale_factor", 1.0)
+    if value == "checkpoint":
+        raise CardError("this card stores its latent scale factor in the checkpoint; load it "
+                        "with the weights before encoding")
+    return float(value)
+
+
+def image_to_tensor(model_image, device="cpu"):
+    array = sitk.GetArrayFromImage(model_image).astype(np.float32)
+    return torch.from_numpy(array)[None, None].to(device)
+
+
+def _latent_shapes(card):
+    latent = card_section(card, "latent", {})
+    unet = tuple(int(v) for v in reversed(latent["shape"]))
+    codec = latent.get("autoencoder_shape")
+    return unet, (unet if codec is None else tuple(int(v) for v in reversed(codec)))
+
+
+def _pad_slices(small, large):
+    """Centred slices of ``small`` inside ``large`` (BrLP pads 15x18x15 to 16x20x16, centred)."""
+    return tuple(slice((b - a) // 2, (b - a) // 2 + a) for a, b in zip(small, large))
+
+
+@torch.no_grad()
+def encode(autoencoder, image, card):
+    """The latent of a (B, 1, D, H, W) model-space image: the posterior mean, scaled.
+
+    MONAI's ``encode_stage_2_inputs`` draws a sample from the posterior; the mean keeps the
+    counterfactual deterministic (the same scan always gives the same answer)."""
+    z_mu, _ = autoencoder.encode(image)
+    z = z_mu * scale_factor(card)
+    unet_shape, codec_shape = _latent_shapes(card)
+    if tuple(z.shape[2:]) != codec_shape:
+        raise CardError(f"the autoencoder produced a latent of shape {tuple(z.shape[2:])}, the "
+                        f"card says {codec_shape}; the card's space and latent do not match")
+    if codec_shape != unet_shape:
+        padded = z.new_zeros(z.shape[:2] + unet_shape)
+        padded[(slice(None), slice(None)) + _pad_slices(codec_shape, unet_shape)] = z
+        z = padded
+    return z
+
+
+def crop_latent(z, card):
+    """Undo the padding of ``encode`` before decoding."""
+    unet_shape, codec_shape = _latent_shapes(card)
+    if codec_shape == unet_shape:
+        return z
+    return z[(slice(None), slice(None)) + _pad_slices(codec_shape, unet_shape)]
+
+
+def split_outputs(decoded, card):
+    """(images (B, D, H, W), labels (B, D, H, W) uint8 or None) from the decoder's output.
+
+    A card with ``outputs.labels`` decodes the image in channel 0 and one logit channel per label
+    id (background 0 included) after it; the label map is their argmax."""
+    decoded = decoded.float().cpu()
+    images = decoded[:, 0].numpy()
+    labels_spec = card_section(card, "outputs", {}).get("labels")
+    if not labels_spec or decoded.shape[1] == 1:
+        return images, None
+    segments = labels_spec["segments"]
+    logits = decoded[:, 1:]
+    if logits.shape[1] == len(segments) + 1:
+        labels = logits.argmax(1)
+    elif logits.shape[1] == len(segments):
+        # No background channel: a voxel is background unless some label's logit is positive.
+        best = logits.max(1)
+        labels = torch.where(best.values > 0, best.indices + 1, torch.zeros_like(best.indices))
+    else:
+        raise CardError(f"the decoder gives {logits.shape[1]} label channels for "
+                        f"{len(segments)} segments in the card")
+    ids = torch.tensor([0] + [int(s["id"]) for s in segments], dtype=torch.uint8)
+    return images, ids[labels].numpy()
+
+
+def array_to_image(array, grid, pixel_type=sitk.sitkFloat32):
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.CopyInformation(grid)
+    return sitk.Cast(image, pixel_type)
+
+
+def condition_values(card, conditions):
+    """The card's variables filled from ``conditions``, defaults for the rest; raw values."""
+    values = {}
+    missing = []
+    for variable in card_section(card, "conditioning", {}).get("variables", []):
+        name = variable["name"]
+        if name in conditions and conditions[name] is not None:
+            values[name] = conditions[name]
+        elif "default" in variable:
+            values[name] = variable["default"]
+        else:
+            missing.append(name)
+    if missing:
+        raise InputError(f"the model needs a value for {', '.join(missing)} (give it as a "
+                         "condition, e.g. --condition NAME=VALUE)")
+    return values
+
+
+def condition_vectors(card, condition_list):
+    """(B, V) normalised condition vectors, checked against each variable's range/values."""
+    rows = []
+    for conditions in condition_list:
+        values = condition_values(card, conditions)
+        row = []
+        for variable in card_section(card, "conditioning", {}).get("variables", []):
+            row.append(_normalise(variable, values[variable["name"]]))
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _normalise(variable, value):
+    name = variable["name"]
+    if "values" in variable:
+        if value not in variable["values"]:
+            raise InputError(f"{name} must be one of {', '.join(variable['values'])}, "
+                             f"not {value!r}")
+        return float(variable["values"][value])
+    value = float(value)
+    low, high = variable["range"]
+    if not low <= value <= high:
+        unit = f" {variable['unit']}" if variable.get("unit") else ""
+        raise InputError(f"{name} {value:g}{unit} is outside the model's range "
+                         f"{low:g}-{high:g}{unit}")
+    norm = variable.get("normalise") or {"min": low, "max": high}
+    return (value - norm["min"]) / (norm["max"] - norm["min"])
+
+
+def deterministic_sampler(card):
+    """The sampler whose exact reverse ``sampling.samplers.invert`` runs (DDIM, eta 0; Euler for
+    rectified flow)."""
+    return "euler" if card["scheduler"]["type"] == "rectified_flow" else "ddim"
