@@ -18,6 +18,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
+from SynthMedLib.cohort.disk_cache import cached_arrays
 from SynthMedLib.cohort.subject import rng
 from SynthMedLib.cohort.template import load_template
 
@@ -29,7 +30,7 @@ NEAR_VENTRICLES_MM = 20.0  # how far from the ventricles the white matter gives 
 WM_ATROPHY_SHARE = 0.3  # white matter shrinks at this fraction of the grey-matter rate
 # Largest (shrink, grow) amplitudes calibrated for (growth, atrophy); they cover ages 40-100.
 CALIBRATION_RANGES = ((4.0, 32.0), (1.0, 2.0))
-CALIBRATION_OCTAVES = 6
+CALIBRATION_OCTAVES = 4
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,9 +116,39 @@ def gradient_flow(rate):
     return np.stack([fft.irfftn(1j * ki * potential, s=padded)[crop] for ki in k])
 
 
+def _cache_key():
+    import nilearn
+
+    from SynthMedLib.cohort import template
+
+    return {
+        "version": 1, "nilearn": nilearn.__version__, "field_spacing": FIELD_SPACING,
+        "source_mm": GROWTH_SOURCE_MM, "near_mm": NEAR_VENTRICLES_MM, "wm_share": WM_ATROPHY_SHARE,
+        "ranges": CALIBRATION_RANGES, "octaves": CALIBRATION_OCTAVES,
+        "ventricles": [template.VENTRICLE_BOX_RAS, template.VENTRICLE_CSF_THRESHOLD],
+    }
+
+
 @functools.lru_cache(maxsize=1)
+def _aging_model():
+    """The aging fields and their calibration tables, from the disk cache when possible."""
+
+    def compute():
+        growth, atrophy = _aging_velocities()
+        growth_table, atrophy_table = _calibration(growth, atrophy)
+        return {"growth": growth, "atrophy": atrophy, "growth_table": growth_table,
+                "atrophy_table": atrophy_table}
+
+    return cached_arrays("aging", _cache_key(), compute)
+
+
 def aging_velocities():
     """(ventricle growth, brain atrophy) velocity fields, each for a unit amplitude."""
+    model = _aging_model()
+    return model["growth"], model["atrophy"]
+
+
+def _aging_velocities():
     from scipy import ndimage
 
     template = load_template()
@@ -163,14 +194,13 @@ def _flow_family(velocity, top):
     return flows
 
 
-@functools.lru_cache(maxsize=1)
-def _calibration():
+def _calibration(*velocities):
     """Per field: amplitudes and the (ventricle, brain) log volume factors they give."""
     template = load_template()
     ventricles = coarse(template.ventricles)
     brain = coarse(template.gm) + coarse(template.wm)
     tables = []
-    for velocity, (top_down, top_up) in zip(aging_velocities(), CALIBRATION_RANGES):
+    for velocity, (top_down, top_up) in zip(velocities, CALIBRATION_RANGES):
         rows = [(0.0, 0.0, 0.0)]
         for sign, top in ((-1.0, top_down), (1.0, top_up)):
             for amplitude, ddf in _flow_family(sign * velocity, top).items():
@@ -196,7 +226,8 @@ def aging_amplitudes(log_ventricles, log_brain):
     """Amplitudes of the (growth, atrophy) fields that give these log volume factors."""
     from scipy.interpolate import PchipInterpolator
 
-    growth_table, atrophy_table = _calibration()
+    model = _aging_model()
+    growth_table, atrophy_table = model["growth_table"], model["atrophy_table"]
     a_growth = _inverse_interp(log_ventricles, growth_table, 1, "ventricle")
     # Ventricle growth already took some brain volume; atrophy supplies the rest.
     brain_by_growth = float(PchipInterpolator(growth_table[:, 0], growth_table[:, 2])(a_growth))
