@@ -12,6 +12,7 @@ COMMANDS = (
     "cohort",
     "train",
     "counterfactual",
+    "models",
 )
 
 
