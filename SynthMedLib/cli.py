@@ -9,6 +9,7 @@ from SynthMedLib.errors import SynthMedError
 
 # Order is the order shown in ``synthmed --help``.
 COMMANDS = (
+    "demo",
     "cohort",
     "train",
     "counterfactual",
