@@ -2,6 +2,8 @@
 resumable (run the same command again), multi-process with ``torchrun --nproc_per_node N -m
 SynthMedLib.cli train ...``."""
 
+import os
+
 from SynthMedLib.errors import InputError
 
 STAGES = ("autoencoder", "diffusion", "controlnet")
@@ -35,6 +37,8 @@ def run(args):
         raise InputError(f"{args.config} is a '{config['stage']}' config, not '{args.stage}'")
     result = run_stage(args.config, overrides, progress=not args.no_progress,
                        export=not args.no_export)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+        return 0
     resumed = f" (resumed from step {result['resumed_from']})" if result["resumed_from"] else ""
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result["last_losses"].items())
     print(f"{args.stage}: step {result['step']}{resumed}; last losses: {losses}")
