@@ -170,3 +170,18 @@ def test_brlp_unet_and_controlnet_identical_through_load_model(tmp_path):
         new_eps = model["diffusion"](x, t, context=context, down_block_additional_residuals=new_down,
                                      mid_block_additional_residual=new_mid)
     assert torch.allclose(old_eps, new_eps, atol=ATOL)
+
+
+def test_load_state_dict_hook_used_by_the_pipelines(tmp_path):
+    """SynthMedLib.weights.load_state_dict(card, key, path) gives a converted, checked state dict."""
+    from SynthMedLib.networks import build_network
+    from SynthMedLib.weights import load_state_dict
+
+    card = tiny_card(tmp_path, "brainldm-ukb", {"autoencoder": [8, 16, 16, 16]}, [with_attention])
+    old = save_old(card, "autoencoder", seed=13)
+    state = load_state_dict(card, "autoencoder", card.directory / "autoencoder.pt")
+    network = build_network(card, "autoencoder").eval()
+    network.load_state_dict(state, strict=True)
+    image = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(old.reconstruct(image), network.reconstruct(image), atol=ATOL)
