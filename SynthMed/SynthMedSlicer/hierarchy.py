@@ -45,15 +45,21 @@ def output_folder(scene, name, input_node=None):
     hierarchy = scene.GetSubjectHierarchyNode()
     parent = hierarchy.GetSceneItemID()
     if input_node is not None:
-        input_item = hierarchy.GetItemByDataNode(input_node)
-        if input_item:
-            parent = hierarchy.GetItemParent(input_item) or parent
+        parent = hierarchy.GetItemParent(item_of(scene, input_node)) or parent
     return hierarchy.CreateFolderItem(parent, name)
+
+
+def item_of(scene, node):
+    """The node's subject-hierarchy item. The application gives every node one as it is added;
+    a bare scene (scripts, tests) does not, so make it at the top level then."""
+    hierarchy = scene.GetSubjectHierarchyNode()
+    item = hierarchy.GetItemByDataNode(node)
+    if not item:
+        item = hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+    return item
 
 
 def move_into(scene, folder_item, nodes):
     hierarchy = scene.GetSubjectHierarchyNode()
     for node in nodes:
-        item = hierarchy.GetItemByDataNode(node)
-        if item:
-            hierarchy.SetItemParent(item, folder_item)
+        hierarchy.SetItemParent(item_of(scene, node), folder_item)

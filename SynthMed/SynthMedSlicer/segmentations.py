@@ -9,12 +9,27 @@ from SynthMedSlicer.volumes import set_geometry
 TERMINOLOGY_TAG = "TerminologyEntry"
 
 
+def ensure_converters():
+    """Register Slicer's segmentation representation converters when nothing has.
+
+    The Segmentations module does this when the application starts; in a bare MRML scene (scripts,
+    tests on slicer-core) copying a segmentation (e.g. into a sequence) fails without them."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if factory.GetConverterRules():
+        return
+    for rule in ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule",
+                 "vtkClosedSurfaceToFractionalLabelmapConversionRule",
+                 "vtkFractionalLabelmapToClosedSurfaceConversionRule"):
+        factory.RegisterConverterRule(getattr(slicer, rule)())
+
+
 def segmentation_node_from_labels(scene, labels, segments, name, reference_volume=None):
     """A new segmentation node holding one segment per label id of ``labels``.
 
     ``segments`` is the card's ``outputs.labels.segments`` list ({id, name, color, terminology});
     a label id the card does not name still becomes a segment ("label 7") so nothing is hidden.
     """
+    ensure_converters()
     array = sitk.GetArrayFromImage(labels).astype(np.int32)
     spec = {int(s["id"]): s for s in segments}
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))

@@ -37,8 +37,22 @@ def add_browser(scene, sequences, name):
     for sequence in sequences[1:]:
         browser.AddSynchronizedSequenceNodeID(sequence.GetID())
     browser.SetSelectedItemNumber(0)
+    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
     proxies = [browser.GetProxyNode(sequence) for sequence in sequences]
     return browser, proxies
+
+
+def _sequences_logic(scene):
+    """The application's Sequences logic (it makes the proxy nodes the views show), or one of our
+    own on a bare scene."""
+    import slicer
+
+    modules = getattr(slicer, "modules", None)
+    if modules is not None and hasattr(modules, "sequences"):
+        return modules.sequences.logic()
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    return logic
 
 
 def index_values(sequence):

@@ -12,34 +12,8 @@ import sys
 
 from SynthMedLib import __version__
 from SynthMedLib.errors import InputError, SynthMedError
-
-
-def _image_entry(context, image, name, role, index=None, provenance=None, labels=False):
-    """Write ``image`` as NIfTI into the output folder and describe it for the client."""
-    import SimpleITK as sitk
-
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    path = context.output_dir / f"{safe}.nii.gz"
-    if labels:
-        image = sitk.Cast(image, sitk.sitkUInt8)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return {"path": str(path), "role": role, "name": name, "index": index or {},
-            "provenance": provenance or {}}
-
-
-def _read_input(params, key="image"):
-    """The input image a request names (the client wrote it; the worker only reads it)."""
-    import SimpleITK as sitk
-
-    path = params.get(key)
-    if not path:
-        raise InputError(f"the request has no '{key}' file")
-    if not os.path.isfile(path):
-        raise InputError(f"input file {path} does not exist")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"cannot read {path} as an image: {error}") from None
+from SynthMedLib.worker import pipeline_requests
+from SynthMedLib.worker.files import image_entry, read_input
 
 
 def _pipeline(module_name):
@@ -88,13 +62,13 @@ def register(params, context):
     from SynthMedLib.spaces import ModelSpace, to_model_space
 
     card = load_card(params.get("model", ""))
-    image = _read_input(params)
+    image = read_input(params)
     cancelled = context.progress.cancelled
     model_image, mapping = to_model_space(image, ModelSpace.from_card(card),
                                           progress=context.fraction("registration"), cancel=cancelled,
                                           seed=int(params.get("seed", 0)))
     context.progress.check()
-    entry = _image_entry(context, model_image, f"{card.id}_model_space", "image",
+    entry = image_entry(context, model_image, f"{card.id}_model_space", "image",
                          provenance={"synthetic": False, "model": card.id, "step": "registration"})
     return {"images": [entry], "dice": float(mapping.dice)}
 
@@ -117,24 +91,31 @@ def cohort(params, context):
         provenance = {"synthetic": True, "source": "SynthMedLib.cohort (simulated subject)", "seed": subject.seed,
                       "sex": subject.sex, "diagnosis": subject.diagnosis, "age": age, "version": __version__}
         name = f"sub-{subject.participant_id}_age{age:g}"
-        images.append(_image_entry(context, rendering.image, f"{name}_T1w", "image", {"age": age}, provenance))
-        images.append(_image_entry(context, rendering.labels, f"{name}_dseg", "labels", {"age": age}, provenance,
+        images.append(image_entry(context, rendering.image, f"{name}_T1w", "image", {"age": age}, provenance))
+        images.append(image_entry(context, rendering.labels, f"{name}_dseg", "labels", {"age": age}, provenance,
                                    labels=True))
         volumes.append({"age": age, **{k: float(v) for k, v in rendering.volumes.items()}})
         context.progress.step("rendering", step, len(ages))
-    return {"images": images, "volumes": volumes}
+    return {"images": images, "volumes": volumes, "indexName": "age", "segments": COHORT_SEGMENTS}
+
+
+# The cohort's label ids (SynthMedLib.cohort.LABELS), named and coloured as the brain cards do.
+COHORT_SEGMENTS = [
+    {"id": 1, "name": "ventricles", "color": [120, 200, 255]},
+    {"id": 2, "name": "other CSF", "color": [40, 90, 200]},
+    {"id": 3, "name": "grey matter", "color": [230, 150, 80]},
+    {"id": 4, "name": "white matter", "color": [245, 245, 230]},
+]
 
 
 def generate(params, context):
-    return _pipeline("generate").worker_request(params, context)
-
-
-def counterfactual(params, context):
-    return _pipeline("counterfactual").worker_request(params, context)
+    _pipeline("generate")
+    return pipeline_requests.generate(params, context)
 
 
 def progression(params, context):
-    return _pipeline("progression").worker_request(params, context)
+    _pipeline("progression")
+    return pipeline_requests.progression(params, context)
 
 
 HANDLERS = {
@@ -143,6 +124,6 @@ HANDLERS = {
     "register": register,
     "cohort": cohort,
     "generate": generate,
-    "counterfactual": counterfactual,
+    "counterfactual": pipeline_requests.counterfactual,
     "progression": progression,
 }

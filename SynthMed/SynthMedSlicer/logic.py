@@ -1,0 +1,247 @@
+"""SynthMed's Slicer logic without Qt: turn nodes into worker requests and results into nodes.
+
+Two ways in, one path through:
+- scripting (Slicer's Python console, SynthMedTest): ``logic.generate(...)`` blocks and returns
+  the new nodes;
+- the widget: ``job = logic.prepareX(...)``, ``logic.submit(job)``, then a QTimer calls
+  ``logic.poll()``, which hands back progress events and, at the end, the new nodes.
+
+Inputs are read into a private temporary folder (the input node is never touched); nodes are only
+created from a finished result, so cancel or a worker failure leaves the scene as it was.
+"""
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from SynthMedLib.errors import InputError
+from SynthMedSlicer import results
+from SynthMedSlicer.volumes import image_from_volume_node
+from SynthMedSlicer.worker_client import WorkerClient, error_from_event
+
+
+@dataclass
+class Job:
+    """One request: what to send, and how to turn its result into nodes."""
+
+    kind: str
+    params: dict
+    build: object                      # callable(result) -> nodes
+    title: str
+    work_dir: Path = None
+    request_id: str = None
+    nodes: object = None
+    error: Exception = None
+    state: str = "prepared"            # prepared, running, done, failed, cancelled
+    events: list = field(default_factory=list)
+
+    def cleanup(self):
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def library_dir_for(module_dir):
+    """The folder holding SynthMedLib/: beside the module in an installed extension, the repository
+    root in a source checkout."""
+    if module_dir is None:
+        return None
+    module_dir = Path(module_dir)
+    for candidate in (module_dir, module_dir.parent):
+        if (candidate / "SynthMedLib" / "__init__.py").is_file():
+            return str(candidate)
+    return None
+
+
+class SceneLogic:
+    def __init__(self, scene, moduleDir=None, client=None, python=None, threads=None):
+        self.scene = scene
+        self.client = client or WorkerClient(python=python, library_dir=library_dir_for(moduleDir), threads=threads)
+        self.job = None
+
+    # -- scripting API (blocking) ----------------------------------------------------------------
+
+    def generate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
+                 device="auto", labelConditionNode=None, onEvent=None, timeout=None):
+        """New synthetic volume (+ segmentation) nodes: ``volumes, segmentations = logic.generate(...)``."""
+        return self.run(self.prepareGenerate(modelId, conditions, samples, seed, steps, guidance, sampler, device,
+                                             labelConditionNode), onEvent, timeout)
+
+    def counterfactualAging(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto",
+                            onEvent=None, timeout=None):
+        """A SeriesNodes: image/segmentation/difference sequences over ``age``, browser, table, plot."""
+        return self.run(self.prepareCounterfactual(inputVolumeNode, modelId, conditions, targetAges, steps, device),
+                        onEvent, timeout)
+
+    def diseaseProgression(self, baselineVolumeNode, modelId, conditions, years, draws=4, steps=None,
+                           device="auto", onEvent=None, timeout=None):
+        """A SeriesNodes over ``years`` after baseline."""
+        return self.run(self.prepareProgression(baselineVolumeNode, modelId, conditions, years, draws, steps, device),
+                        onEvent, timeout)
+
+    def loadSimulatedSubject(self, seed=1_000_000, sex="F", diagnosis="CN", age=70.0, onEvent=None, timeout=None):
+        """A subject of the simulated cohort (ground truth) as volume + segmentation nodes: an
+        input to try counterfactual aging and progression on."""
+        return self.run(self.prepareSimulatedSubject(seed, sex, diagnosis, age), onEvent, timeout)
+
+    def run(self, job, onEvent=None, timeout=None):
+        self.submit(job)
+        try:
+            result = self.client.wait(job.request_id, on_event=onEvent, timeout=timeout)
+        except BaseException:
+            job.state = "failed"
+            job.cleanup()
+            self.job = None
+            raise
+        return self._finish(job, result)
+
+    # -- preparing requests ----------------------------------------------------------------------
+
+    def prepareGenerate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
+                        device="auto", labelConditionNode=None):
+        samples = int(samples)
+        if samples < 1:
+            raise InputError("generate at least one sample")
+        params = {"model": modelId, "conditions": dict(conditions), "samples": samples, "seed": int(seed),
+                  "device": device}
+        for key, value in (("steps", steps), ("guidance", guidance), ("sampler", sampler)):
+            if value is not None:
+                params[key] = value
+        job = Job("generate", params, None, f"{modelId} synthetic", Path(tempfile.mkdtemp(prefix="synthmed-")))
+        if labelConditionNode is not None:
+            params["labelCondition"] = self._write_segmentation(labelConditionNode, job.work_dir)
+        job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed {modelId} (synthetic)")
+        return job
+
+    def prepareCounterfactual(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto"):
+        ages = sorted({float(a) for a in targetAges})
+        if not ages:
+            raise InputError("give at least one target age")
+        job = Job("counterfactual", {"model": modelId, "conditions": dict(conditions), "targetAges": ages,
+                                     "device": device}, None, "", Path(tempfile.mkdtemp(prefix="synthmed-")))
+        if steps is not None:
+            job.params["steps"] = int(steps)
+        job.params["image"] = self._write_input(inputVolumeNode, job.work_dir)
+        job.title = f"{inputVolumeNode.GetName()} aged (synthetic)"
+        job.build = lambda result: results.build_series(self.scene, result, job.title, inputVolumeNode)
+        return job
+
+    def prepareProgression(self, baselineVolumeNode, modelId, conditions, years, draws=4, steps=None,
+                           device="auto"):
+        years = sorted({float(y) for y in years})
+        if not years or years[0] <= 0:
+            raise InputError("give one or more follow-up times in years after baseline (> 0)")
+        job = Job("progression", {"model": modelId, "conditions": dict(conditions), "years": years,
+                                  "draws": int(draws), "device": device}, None, "",
+                  Path(tempfile.mkdtemp(prefix="synthmed-")))
+        if steps is not None:
+            job.params["steps"] = int(steps)
+        job.params["image"] = self._write_input(baselineVolumeNode, job.work_dir)
+        job.title = f"{baselineVolumeNode.GetName()} progression (synthetic)"
+        job.build = lambda result: results.build_series(self.scene, result, job.title, baselineVolumeNode)
+        return job
+
+    def prepareSimulatedSubject(self, seed=1_000_000, sex="F", diagnosis="CN", age=70.0):
+        params = {"seed": int(seed), "sex": sex, "diagnosis": diagnosis, "baselineAge": float(age),
+                  "ages": [float(age)]}
+        job = Job("cohort", params, None, f"simulated subject {seed}", Path(tempfile.mkdtemp(prefix="synthmed-")))
+        job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed simulated subject {seed}")
+        return job
+
+    def _write_input(self, node, work_dir):
+        image = image_from_volume_node(node)  # reads a copy; the node is not modified
+        path = Path(work_dir) / "input.nii.gz"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        return str(path)
+
+    def _write_segmentation(self, segmentation_node, work_dir):
+        from SynthMedSlicer.segmentations import labels_from_segmentation
+
+        reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
+        if reference is None:
+            raise InputError(f"segmentation '{segmentation_node.GetName()}' has no reference volume; "
+                             "create it on a volume (Segment Editor) first")
+        path = Path(work_dir) / "label_condition.nii.gz"
+        sitk.WriteImage(labels_from_segmentation(segmentation_node, reference), str(path), useCompression=True)
+        return str(path)
+
+    # -- asynchronous API (the widget) -----------------------------------------------------------
+
+    def submit(self, job):
+        if self.job is not None and self.job.state == "running":
+            raise InputError("SynthMed is already running; wait for it or cancel it")
+        output_dir = job.work_dir / "out"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        job.request_id = self.client.submit(job.kind, job.params, output_dir)
+        job.state = "running"
+        self.job = job
+        return job
+
+    def poll(self):
+        """Progress events of the running job; the job itself once it ended (state says how)."""
+        job = self.job
+        events = self.client.poll()
+        if job is None:
+            return events, None
+        for event in events:
+            if event.get("id") != job.request_id:
+                continue
+            job.events.append(event)
+            kind = event.get("event")
+            if kind == "result":
+                try:
+                    self._finish(job, event.get("result") or {})
+                except Exception as error:  # building nodes failed: report, do not leave half of them
+                    job.state, job.error = "failed", error
+                return events, job
+            if kind in ("error", "cancelled"):
+                job.state = "cancelled" if kind == "cancelled" else "failed"
+                job.error = error_from_event(event) if kind == "error" else None
+                job.cleanup()
+                self.job = None
+                return events, job
+        return events, None
+
+    def _finish(self, job, result):
+        before = set(self._node_ids())
+        try:
+            job.nodes = job.build(result)
+            job.state = "done"
+        except BaseException:
+            for node_id in set(self._node_ids()) - before:  # no partial results
+                node = self.scene.GetNodeByID(node_id)
+                if node is not None:
+                    self.scene.RemoveNode(node)
+            raise
+        finally:
+            job.cleanup()
+            self.job = None
+        return job.nodes
+
+    def _node_ids(self):
+        return [self.scene.GetNthNode(i).GetID() for i in range(self.scene.GetNumberOfNodes())]
+
+    def cancel(self):
+        if self.job is not None:
+            self.client.cancel(self.job.request_id)
+
+    def running(self):
+        return self.job is not None and self.job.state == "running"
+
+    def shutdown(self):
+        if self.job is not None:
+            self.client.cancel(self.job.request_id, grace=0)
+            self.client.poll()
+            self.job.cleanup()
+            self.job = None
+        self.client.close()
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def catalogue(self):
+        """The model cards the worker knows, with install status (see models.py)."""
+        from SynthMedSlicer.models import catalogue
+
+        return catalogue(self.client)

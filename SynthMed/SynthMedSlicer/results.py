@@ -1,0 +1,134 @@
+"""Worker results -> MRML nodes: volumes, segmentations, sequences with a browser, volume table
+and plot, all marked synthetic and placed in one subject-hierarchy folder.
+
+Nodes are only created here, from a finished result; a cancelled or failed request never
+reaches this code, so it leaves no partial nodes behind.
+"""
+
+from dataclasses import dataclass, field
+
+import SimpleITK as sitk
+
+from SynthMedSlicer import hierarchy, series, tables
+from SynthMedSlicer.segmentations import segmentation_node_from_labels
+from SynthMedSlicer.volumes import volume_node_from_image
+
+INDEX_UNITS = {"age": "years", "years": "years"}
+DIFFERENCE_COLOR_NODE = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"
+
+
+@dataclass
+class GeneratedNodes:
+    volumes: list = field(default_factory=list)
+    segmentations: list = field(default_factory=list)
+    folder: int = 0
+
+    def __iter__(self):  # volumes, segmentations = logic.generate(...)
+        return iter((self.volumes, self.segmentations))
+
+
+@dataclass
+class SeriesNodes:
+    sequence: object = None              # the synthetic images, index "age" or "years"
+    label_sequence: object = None        # segmentations, same index
+    difference_sequence: object = None   # result - input
+    browser: object = None
+    proxies: list = field(default_factory=list)
+    table: object = None
+    chart: object = None
+    folder: int = 0
+
+    @property
+    def nodes(self):
+        return [n for n in (self.sequence, self.label_sequence, self.difference_sequence, self.browser,
+                            self.table, self.chart) if n is not None] + list(self.proxies)
+
+
+def _entries(result, role):
+    return [e for e in result.get("images", []) if e.get("role") == role]
+
+
+def build_generated(scene, result, folder_name, synthetic=True):
+    """One volume (+ segmentation) node per sample of a generate (or cohort) result."""
+    out = GeneratedNodes(folder=hierarchy.output_folder(scene, folder_name))
+    labels_by_sample = {e.get("index", {}).get("sample", i): e for i, e in enumerate(_entries(result, "labels"))}
+    for i, entry in enumerate(_entries(result, "image")):
+        volume = volume_node_from_image(scene, sitk.ReadImage(entry["path"]), entry["name"])
+        if synthetic:
+            hierarchy.mark_synthetic(volume, entry.get("provenance", {}))
+        out.volumes.append(volume)
+        label_entry = labels_by_sample.get(entry.get("index", {}).get("sample", i))
+        if label_entry is not None:
+            segmentation = segmentation_node_from_labels(
+                scene, sitk.ReadImage(label_entry["path"]), result.get("segments", []),
+                f"{volume.GetName()} segmentation", reference_volume=volume)
+            if synthetic:
+                hierarchy.mark_synthetic(segmentation, label_entry.get("provenance", {}))
+            out.segmentations.append(segmentation)
+    hierarchy.move_into(scene, out.folder, out.volumes + out.segmentations)
+    return out
+
+
+def build_series(scene, result, name, input_node=None):
+    """Sequences (images, labels, differences) over the result's index with one browser, and
+    the volume table + plot; in a folder under the input's study."""
+    index_name = result.get("indexName", "age")
+    unit = INDEX_UNITS.get(index_name, "")
+    out = SeriesNodes(folder=hierarchy.output_folder(scene, name, input_node))
+    made = []
+
+    def as_sequence(role, make, suffix):
+        entries = sorted(_entries(result, role), key=lambda e: float(e["index"][index_name]))
+        if not entries:
+            return None
+        nodes = [make(entry) for entry in entries]
+        sequence = series.sequence_from_nodes(scene, nodes, [e["index"][index_name] for e in entries],
+                                              index_name, unit, f"{name} {suffix}")
+        hierarchy.mark_synthetic(sequence, result.get("provenance") or entries[0].get("provenance", {}))
+        for node in nodes:  # the sequence holds copies; the stand-alone nodes were only carriers
+            _remove_with_display(scene, node)
+        made.append(sequence)
+        return sequence
+
+    def volume(entry):
+        node = volume_node_from_image(scene, sitk.ReadImage(entry["path"]), entry["name"])
+        hierarchy.mark_synthetic(node, entry.get("provenance", {}))
+        return node
+
+    def segmentation(entry):
+        node = segmentation_node_from_labels(scene, sitk.ReadImage(entry["path"]), result.get("segments", []),
+                                             entry["name"])
+        hierarchy.mark_synthetic(node, entry.get("provenance", {}))
+        return node
+
+    out.sequence = as_sequence("image", volume, "images")
+    out.label_sequence = as_sequence("labels", segmentation, "segmentations")
+    out.difference_sequence = as_sequence("difference", volume, "difference maps")
+    if made:
+        out.browser, out.proxies = series.add_browser(scene, made, f"{name} browser")
+        for proxy, sequence in zip(out.proxies, made):
+            if proxy is not None:
+                proxy.SetName(sequence.GetName())
+        if out.difference_sequence is not None:
+            _diverging_colours(scene, out.proxies[made.index(out.difference_sequence)])
+    if result.get("volumes"):
+        out.table = tables.volumes_table(scene, result["volumes"], index_name, f"{name} volumes")
+        out.chart, _series_nodes = tables.volumes_plot(scene, out.table, index_name, f"{name} volumes plot")
+    hierarchy.move_into(scene, out.folder, [n for n in out.nodes if n is not None])
+    return out
+
+
+def _remove_with_display(scene, node):
+    displays = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    storage = node.GetStorageNode() if hasattr(node, "GetStorageNode") else None
+    scene.RemoveNode(node)
+    for other in displays + [storage]:
+        if other is not None and other.GetScene() is scene:
+            scene.RemoveNode(other)
+
+
+def _diverging_colours(scene, proxy):
+    # Growth and shrinkage on either side of zero; the colour table exists in the application.
+    display = proxy.GetDisplayNode() if proxy is not None else None
+    if display is not None and scene.GetNodeByID(DIFFERENCE_COLOR_NODE) is not None:
+        display.SetAndObserveColorNodeID(DIFFERENCE_COLOR_NODE)

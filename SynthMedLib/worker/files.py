@@ -1,0 +1,34 @@
+"""Images in and out of the worker: the client writes the input as NIfTI, the worker only reads
+it; results go out as NIfTI files in the request's output folder, each described for the client."""
+
+import os
+
+from SynthMedLib.errors import InputError
+
+
+def image_entry(context, image, name, role, index=None, provenance=None, labels=False):
+    """Write ``image`` into the output folder; returns {path, role, name, index, provenance}."""
+    import SimpleITK as sitk
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = context.output_dir / f"{safe}.nii.gz"
+    if labels:
+        image = sitk.Cast(image, sitk.sitkUInt8)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return {"path": str(path), "role": role, "name": name, "index": index or {},
+            "provenance": provenance or {}}
+
+
+def read_input(params, key="image"):
+    """The input image a request names."""
+    import SimpleITK as sitk
+
+    path = params.get(key)
+    if not path:
+        raise InputError(f"the request has no '{key}' file")
+    if not os.path.isfile(path):
+        raise InputError(f"input file {path} does not exist")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"cannot read {path} as an image: {error}") from None

@@ -1,0 +1,69 @@
+"""Worker requests that run the library's pipelines (generate, counterfactual, progression).
+
+Each one: params -> card, loaded model (kept across requests), input image -> the pipeline with
+the request's progress/cancel -> NIfTI files + a JSON description the Slicer module turns into
+nodes. The pipelines themselves live in SynthMedLib.pipelines; nothing here does model maths.
+"""
+
+import json
+
+from SynthMedLib.errors import InputError
+from SynthMedLib.worker.files import image_entry, read_input
+
+
+def loaded_model(context, card, pipeline, device="auto"):
+    """The card's networks for ``pipeline`` on ``device``, loaded once per worker."""
+    from SynthMedLib.pipelines.loaded_model import load_model
+    from SynthMedLib.sampling.device import pick_device
+
+    device = pick_device(device)
+    key = ("model", card["id"], card["version"], str(card.directory), pipeline, str(device))
+    return context.cached(key, lambda: load_model(card, pipeline, device=device))
+
+
+def segments_of(card):
+    return ((card.get("outputs") or {}).get("labels") or {}).get("segments", [])
+
+
+def _numbers(values, what):
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be numbers, not {values!r}") from None
+    if not out:
+        raise InputError(f"give at least one value for {what}")
+    return out
+
+
+def series_result(context, series, card, index_name, index_values):
+    """Files and description of a pipelines.outputs.Series, one index value per target."""
+    images, volumes = [], []
+    for result, value in zip(series.results, index_values):
+        provenance = json.loads(json.dumps(dict(series.provenance, **result.sidecar), default=str))
+        index = {index_name: value}
+        stem = f"{card['id']}_{result.name}"
+        images.append(image_entry(context, result.image, f"{stem}_image", "image", index, provenance))
+        if result.labels is not None:
+            images.append(image_entry(context, result.labels, f"{stem}_labels", "labels", index, provenance,
+                                      labels=True))
+        if result.difference is not None:
+            images.append(image_entry(context, result.difference, f"{stem}_difference", "difference", index,
+                                      provenance))
+        if result.volumes:
+            volumes.append({index_name: value, **{k: float(v) for k, v in result.volumes.items()}})
+    return {"images": images, "volumes": volumes, "segments": segments_of(card), "indexName": index_name,
+            "provenance": json.loads(json.dumps(series.provenance, default=str)),
+            "timings": {k: round(float(v), 3) for k, v in series.timings.items()}}
+
+
+def counterfactual(params, context):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.counterfactual import counterfactual as run
+
+    card = load_card(params.get("model", ""))
+    image = read_input(params)
+    ages = _numbers(params.get("targetAges", []), "target ages")
+    model = loaded_model(context, card, "counterfactual", params.get("device", "auto"))
+    series = run(model, image, dict(params.get("conditions") or {}), [{"age": age} for age in ages],
+                 steps=params.get("steps"), progress=context.progress)
+    return series_result(context, series, card, "age", ages)
