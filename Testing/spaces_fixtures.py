@@ -1,6 +1,8 @@
 """Shared helpers for the spaces/counterfactual/progression tests: test scans on native grids
 with non-identity geometry, made from a real brain image by a known affine."""
 
+from functools import lru_cache
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -10,16 +12,14 @@ MODEL_SPACE = ModelSpace((48, 64, 48), (3.0, 3.0, 3.0))
 BRAIN_CENTRE_LPS = np.array([0.0, 18.0, 18.0])
 
 
+@lru_cache(maxsize=1)
 def brain_source():
-    """A 1 mm brain T1 to cut test scans from: a simulated-cohort subject when the cohort package
-    is there, else the MNI152 template it is built from."""
-    try:
-        from SynthMedLib.cohort import Subject, render
-    except ImportError:
-        from SynthMedLib.spaces.template import _mni152_native
-        return _mni152_native() * 700.0 + 40.0
-    return render(Subject(seed=1_000_123, sex="F", diagnosis="CN", baseline_age=65.0), 65.0,
-                  spacing=1.0).image
+    """A 2 mm brain T1 (scanner-like units) to cut test scans from: a held-out simulated-cohort
+    subject (2 mm keeps the rendering to a few seconds on a shared CPU)."""
+    from SynthMedLib.cohort import Subject, render
+
+    subject = Subject(seed=1_000_123, sex="F", diagnosis="CN", baseline_age=65.0)
+    return render(subject, 65.0, spacing=2.0).image * 1000.0
 
 
 def native_grid(spacing, direction, size, centre=BRAIN_CENTRE_LPS):

@@ -47,11 +47,9 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     steps = int(steps or card["scheduler"].get("default_steps", 50))
     autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
 
-    # 1. native scan -> model space
-    space = ModelSpace.from_card(card)
-    model_image, mapping = to_model_space(
-        image, space, progress=lambda f: progress.report("registration", int(100 * f), 100),
-        cancel=progress.cancelled)
+    # 1. native scan -> model space (once per scan and model space)
+    space, digest = ModelSpace.from_card(card), scan_digest(image)
+    model_image, mapping = _registered(image, space, digest, cache, progress)
     timer.lap("registration")
 
     # 2. encode
@@ -60,7 +58,6 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     timer.lap("encode")
 
     # 3. invert under the source conditions, once per scan and conditions
-    digest = scan_digest(image)
     key = inversion_key(digest, model.identity, source, steps)
     noise = cache.get(key) if cache is not None else None
     inversion_cached = noise is not None
@@ -117,6 +114,16 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
                    "labels": labels, "mapping": mapping})
+
+
+def _registered(image, space, digest, cache, progress):
+    def compute():
+        return to_model_space(
+            image, space, progress=lambda f: progress.report("registration", int(100 * f), 100),
+            cancel=progress.cancelled)
+    if cache is None:
+        return compute()
+    return cache.registration((digest, repr(space)), compute)
 
 
 def _denoiser(model, card, conditions):

@@ -39,6 +39,7 @@ class InversionCache:
         self.folder = Path(folder) if folder else None
         self.max_items = max_items
         self._memory = OrderedDict()
+        self._registrations = {}
         self.hits = 0
         self.misses = 0
 
@@ -71,6 +72,15 @@ class InversionCache:
             partial = path.with_suffix(".partial")
             save_file({"noise": tensor}, str(partial))
             partial.replace(path)  # atomic: a reader never sees half a file
+
+    def registration(self, key, compute):
+        """The (model image, NativeMapping) of a scan, computed once per process: the worker
+        sees the same scan again and again while the user moves the age slider."""
+        if key not in self._registrations:
+            self._registrations[key] = compute()
+            while len(self._registrations) > self.max_items:
+                self._registrations.pop(next(iter(self._registrations)))
+        return self._registrations[key]
 
     def _remember(self, key, tensor):
         self._memory[key] = tensor

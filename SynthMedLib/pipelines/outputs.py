@@ -71,8 +71,9 @@ def provenance(model, pipeline, **details):
 
 
 def _describe(image, text):
-    # NIfTI's 80-character description field, read by every viewer.
-    image.SetMetaData("descrip", text[:79])
+    # NIfTI's 80-character description field, read by every viewer; ITK's NIfTI writer fills
+    # it from the ITK_FileNotes key (and NRRD/MHA keep the key as a header field).
+    image.SetMetaData("ITK_FileNotes", text[:79])
     return image
 
 

@@ -1,0 +1,152 @@
+"""Counterfactual aging end to end on a tiny random model: native-grid outputs, one batch for all
+targets, cached inversion, identity kept, input untouched, CLI files."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from SynthMedLib.cli import main
+from SynthMedLib.errors import InputError
+from SynthMedLib.pipelines.counterfactual import counterfactual
+from SynthMedLib.pipelines.inversion_cache import InversionCache
+
+from pipeline_fixtures import tiny_model, write_tiny_model
+from spaces_fixtures import GRIDS, brain_source, scan_on
+
+SOURCE = {"age": 62, "sex": "F", "diagnosis": "CN"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Two shared cores: oversubscribed torch threads make tiny networks 20x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return scan_on(GRIDS["lps-1.5mm"](), brain_source())
+
+
+class BatchRecorder:
+    """Records the batch size of every diffusion-network forward."""
+
+    def __init__(self, network):
+        self.batches = []
+        network.register_forward_pre_hook(lambda _, inputs: self.batches.append(
+            inputs[0].shape[0]))
+
+
+def _same_grid_exactly(a, b):
+    return (a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing()
+            and a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection())
+
+
+def test_outputs_overlay_the_input_and_all_targets_run_as_one_batch(scan):
+    model = tiny_model()
+    recorder = BatchRecorder(model.networks["diffusion"])
+    before = sitk.GetArrayFromImage(scan).copy()
+    series = counterfactual(model, scan, SOURCE, [{"age": 70}, {"age": 80}, {"age": 90}],
+                            cache=InversionCache())
+    steps = model.card["scheduler"]["default_steps"]
+    # inversion: batch 1; regeneration: reconstruction + 3 targets together
+    assert recorder.batches == [1] * steps + [4] * steps
+    assert [r.name for r in series.results] == ["age-70", "age-80", "age-90"]
+    for result in series.results:
+        for image in (result.image, result.labels, result.difference):
+            assert _same_grid_exactly(image, scan)
+        assert result.labels.GetPixelID() == sitk.sitkUInt8
+        assert set(np.unique(sitk.GetArrayViewFromImage(result.labels))) <= {0, 1, 2, 3, 4}
+        assert set(result.volumes) == {"ventricles_ml", "csf_ml", "gm_ml", "wm_ml"}
+        difference = sitk.GetArrayFromImage(result.image) - sitk.GetArrayFromImage(scan)
+        assert np.allclose(sitk.GetArrayFromImage(result.difference), difference, atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(scan), before)
+    assert series.provenance["synthetic"] and series.provenance["source_conditions"]["age"] == 62
+
+
+def test_inversion_is_cached_per_scan_and_conditions(scan, tmp_path):
+    model = tiny_model()
+    recorder = BatchRecorder(model.networks["diffusion"])
+    steps = model.card["scheduler"]["default_steps"]
+    cache = InversionCache(tmp_path)
+    first = counterfactual(model, scan, SOURCE, [{"age": 80}], cache=cache)
+    assert len(recorder.batches) == 2 * steps and not first.provenance["inversion_cached"]
+    # A new cache object on the same folder: the inversion comes from disk.
+    recorder.batches.clear()
+    again = counterfactual(model, scan, SOURCE, [{"age": 80}], cache=InversionCache(tmp_path))
+    assert recorder.batches == [2] * steps and again.provenance["inversion_cached"]
+    assert np.allclose(sitk.GetArrayFromImage(again.results[0].image),
+                       sitk.GetArrayFromImage(first.results[0].image), atol=1e-4)
+    # Other source conditions are another inversion.
+    recorder.batches.clear()
+    counterfactual(model, scan, dict(SOURCE, diagnosis="AD"), [{"age": 80}], cache=cache)
+    assert len(recorder.batches) == 2 * steps
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_batching_does_not_change_the_answer_and_no_change_keeps_the_input(scan):
+    model = tiny_model()
+    cache = InversionCache()
+    batched = counterfactual(model, scan, SOURCE, [{"age": 62}, {"age": 85}], cache=cache)
+    alone = counterfactual(model, scan, SOURCE, [{"age": 85}], cache=cache)
+    assert np.allclose(sitk.GetArrayFromImage(batched.results[1].image),
+                       sitk.GetArrayFromImage(alone.results[0].image), atol=1e-3)
+    # Target == source: the model predicts no change, so the input comes back as it was.
+    same = batched.results[0]
+    brain = sitk.GetArrayFromImage(scan) > 300
+    error = np.abs(sitk.GetArrayFromImage(same.difference))[brain].mean()
+    assert error < 1e-3 * sitk.GetArrayFromImage(scan)[brain].mean()
+
+
+def test_bad_conditions_are_refused(scan):
+    model = tiny_model()
+    with pytest.raises(InputError, match="outside the model's range"):
+        counterfactual(model, scan, SOURCE, [{"age": 120}])
+    with pytest.raises(InputError, match="sex must be one of"):
+        counterfactual(model, scan, dict(SOURCE, sex="X"), [{"age": 70}])
+    with pytest.raises(InputError, match="at least one target"):
+        counterfactual(model, scan, SOURCE, [])
+
+
+def test_cli_writes_every_file_on_the_input_grid(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
+    card_folder = write_tiny_model(tmp_path / "tiny")
+    scan = scan_on(GRIDS["ras-3mm"](), brain_source())
+    sitk.WriteImage(scan, str(tmp_path / "sub-01.nii.gz"))
+    out = tmp_path / "out"
+    code = main(["counterfactual", "--model", str(card_folder), "--input",
+                 str(tmp_path / "sub-01.nii.gz"), "--age", "62", "--sex", "F", "--diagnosis",
+                 "CN", "--target-ages", "70,80", "--out", str(out), "--no-progress",
+                 "--threads", "1"])
+    assert code == 0
+    for age in (70, 80):
+        for suffix in ("T1w", "dseg", "diff"):
+            written = sitk.ReadImage(str(out / f"sub-01_age-{age}_{suffix}.nii.gz"))
+            assert written.GetSize() == scan.GetSize()
+            assert np.allclose(written.GetSpacing(), scan.GetSpacing())
+            assert np.allclose(written.GetOrigin(), scan.GetOrigin(), atol=1e-4)
+            assert np.allclose(written.GetDirection(), scan.GetDirection(), atol=1e-6)
+            assert written.GetMetaData("descrip").startswith("SYNTHETIC counterfactual")
+        sidecar = json.loads((out / f"sub-01_age-{age}_T1w.json").read_text())
+        assert sidecar["synthetic"] and sidecar["target_conditions"]["age"] == age
+    rows = (out / "volumes.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["target", "ventricles_ml", "csf_ml", "gm_ml", "wm_ml"]
+    assert [row.split("\t")[0] for row in rows[1:]] == ["reference", "age-70", "age-80"]
+
+
+def test_cli_reports_a_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
+    card_folder = write_tiny_model(tmp_path / "tiny")
+    labels = sitk.Image([30, 30, 30], sitk.sitkUInt8)
+    labels[10:20, 10:20, 10:20] = 2
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    code = main(["counterfactual", "--model", str(card_folder), "--input",
+                 str(tmp_path / "labels.nii.gz"), "--age", "62", "--sex", "F", "--diagnosis",
+                 "CN", "--target-ages", "70", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 1
+    assert "label map" in capsys.readouterr().err
