@@ -144,11 +144,19 @@ def test_missing_field_is_named():
     (lambda d: d["networks"]["diffusion"]["args"].update(cross_attention_dim=5), r"cross_attention_dim: 5 but there are 4"),
     (lambda d: d["latent"].update(shape=[20, 28, 21]), r"\$\.latent\.shape: \[20, 28, 21\]"),
     (lambda d: d["pipelines"].update(progression=["autoencoder", "controlnet"]), r"needs network 'controlnet'"),
+    (lambda d: d["space"].update(orientation="RLS"), r"\$\.space\.orientation: 'RLS' names the same axis twice"),
 ])
 def test_semantic_errors_name_the_field_and_why(edit, message):
     data = brainldm_data()
     edit(data)
     with pytest.raises(CardError, match=message):
+        Card(data)
+
+
+def test_controlnet_must_match_the_unet():
+    data = json.loads((SHIPPED_DIR / "brlp" / "card.json").read_text())
+    data["networks"]["controlnet"]["args"]["channels"] = [256, 512, 512]
+    with pytest.raises(CardError, match=r"\$\.networks\.controlnet\.args: its channels"):
         Card(data)
 
 

@@ -197,8 +197,12 @@ def _conditioning_problems(data):
     for name in {n for n in names if names.count(n) > 1}:
         problems.append(f"$.conditioning.variables: '{name}' appears more than once")
     controlnet = conditioning.get("controlnet")
-    if controlnet and "controlnet" in data["networks"]:
+    if "controlnet" in data["networks"]:
         args = data["networks"]["controlnet"]["args"]
+        if _channels(args) != _channels(diff_args) or args.get("in_channels") != in_channels:
+            problems.append("$.networks.controlnet.args: its channels and in_channels must match "
+                            "the diffusion UNet's (its outputs are added to the UNet's)")
+    if controlnet and "controlnet" in data["networks"]:
         if args.get("conditioning_embedding_in_channels") != controlnet["channels"]:
             problems.append(f"$.conditioning.controlnet.channels: {controlnet['channels']} but the "
                             f"controlnet's conditioning_embedding_in_channels is "
@@ -216,6 +220,10 @@ def _range_problems(data):
         norm = variable.get("normalise")
         if norm and not norm["min"] < norm["max"]:
             problems.append(f"{where}.normalise: min {norm['min']} must be below max {norm['max']}")
+    orientation = data["space"]["orientation"]
+    axes = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
+    if len({axes[c] for c in orientation}) != 3:
+        problems.append(f"$.space.orientation: '{orientation}' names the same axis twice")
     intensity = data["space"]["intensity"]
     if "lower" in intensity and "upper" in intensity and not intensity["lower"] < intensity["upper"]:
         problems.append(f"$.space.intensity: lower {intensity['lower']} must be below upper "
