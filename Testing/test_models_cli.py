@@ -191,7 +191,7 @@ def test_add_monai_bundle_with_legacy_checkpoints(capsys, tmp_path):
     assert card.conditioning["mode"] == "both"
     assert [v["name"] for v in card.conditioning["variables"]] == ["gender", "age"]
     assert card.weights["diffusion"]["format"] == "monai-generative"
-    assert card.latent["shape"] == [4, 4, 4] and card.scheduler["type"] == "ddim"
+    assert card.latent["shape"] == [4, 4, 4] and card.scheduler["type"] == "ddpm" and card.scheduler["default_sampler"] == "ddim"
     code, out, _ = run(capsys, "models", "verify", "tiny_bundle")
     assert code == 0, out
 

@@ -22,7 +22,11 @@ _ROLE_OF_CLASS = {
     "DiffusionModelUNetMaisi": ("diffusion", "monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi"),
     "ControlNetMaisi": ("controlnet", "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi"),
 }
-_SCHEDULERS = {"DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "RFlowScheduler": "rectified_flow"}
+# bundle scheduler class -> (training noise process, the sampler the bundle runs)
+_SCHEDULERS = {"DDIMScheduler": ("ddpm", "ddim"), "DDPMScheduler": ("ddpm", "ddpm"),
+               "RFlowScheduler": ("rectified_flow", "rflow")}
+_RFLOW_ARGS = ("use_discrete_timesteps", "use_timestep_transform", "sample_method", "loc", "scale",
+               "transform_scale", "base_img_size_numel", "spatial_dim")
 _WEIGHT_FILE = re.compile(r"['\"/]([\w.\-]+\.(?:pt|pth|safetensors))['\"]")
 _ROLE_WORDS = {"autoencoder": ("autoencoder", "vae"), "diffusion": ("diffusion", "unet", "model"),
                "controlnet": ("controlnet",)}
@@ -208,12 +212,15 @@ def _scheduler(config):
     for key, value in config.items():
         if not isinstance(value, dict) or "mask" in key.lower():
             continue
-        kind = _SCHEDULERS.get(str(value.get("_target_", "")).rsplit(".", 1)[-1])
-        if kind is None:
+        known = _SCHEDULERS.get(str(value.get("_target_", "")).rsplit(".", 1)[-1])
+        if known is None:
             continue
-        scheduler = {"type": kind, "num_train_timesteps": int(value.get("num_train_timesteps", 1000)),
+        kind, sampler = known
+        scheduler = {"type": kind, "default_sampler": sampler,
+                     "num_train_timesteps": int(value.get("num_train_timesteps", 1000)),
                      "prediction_type": value.get("prediction_type",
-                                                  "velocity" if kind == "rectified_flow" else "epsilon")}
+                                                  "v_prediction" if kind == "rectified_flow" else "epsilon")}
+        scheduler.update({k: value[k] for k in _RFLOW_ARGS if k in value and kind == "rectified_flow"})
         if "schedule" in value:
             scheduler["beta_schedule"] = value["schedule"]
         for name in ("beta_start", "beta_end", "clip_sample"):
