@@ -49,7 +49,10 @@ def _render_item(job):
     from SynthMedLib.cohort import render
     from SynthMedLib.spaces.intensity import fit_intensity
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    # One thread per worker process: the workers already use every core between them.
+    torch.set_num_threads(1)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     size, spacing, origin, direction = grid_info
     grid = sitk.Image(size, sitk.sitkFloat32)
