@@ -162,3 +162,55 @@ def test_protocol_refuses_nan_and_non_objects():
     with pytest.raises(ValueError):
         protocol.decode("[1, 2]")
     assert protocol.decode(protocol.encode({"a": np.float64(1.5).item()})) == {"a": 1.5}
+
+
+def test_model_requests_import_download_and_memory(tmp_path):
+    """Import a card whose weights are published on a (local) HTTP server, download them through
+    the worker with progress, and see the catalogue change; nothing leaves 127.0.0.1."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pipeline_fixtures import write_tiny_model
+
+    served = write_tiny_model(tmp_path / "served")
+    card = json.loads((served / "card.json").read_text())
+    card["id"] = "tiny-download"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for spec in card["weights"].values():
+            data = (served / spec["file"]).read_bytes()
+            spec.update(url=f"http://127.0.0.1:{server.server_port}/{spec['file']}",
+                        sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        card_only = tmp_path / "card-only"
+        card_only.mkdir()
+        (card_only / "card.json").write_text(json.dumps(card))
+        home = tmp_path / "home"
+        worker = WorkerClient(python=sys.executable, library_dir=str(ROOT), threads=1,
+                              env={"SYNTHMED_HOME": str(home)})
+        try:
+            imported = worker.run("import", {"path": str(card_only)})["model"]
+            assert imported["status"] == "not installed" and imported["downloadable"]
+            assert imported["sizeBytes"] == sum(s["size"] for s in card["weights"].values())
+            events = []
+            answer = worker.run("download", {"model": "tiny-download"}, on_event=events.append)
+            assert answer["model"]["status"] == "installed"
+            assert {f["status"] for f in answer["files"]} == {"downloaded"}
+            assert any(e["event"] == "progress" and e["stage"].startswith("downloading") for e in events)
+            for spec in card["weights"].values():
+                cached = home / "models" / "tiny-download" / spec["file"]
+                assert hashlib.sha256(cached.read_bytes()).hexdigest() == spec["sha256"]
+            listed = {m["id"]: m for m in worker.run("models")["models"]}
+            assert listed["tiny-download"]["status"] == "installed" and "demo-brain" in listed
+            estimate = worker.run("memory", {"model": "tiny-download", "pipeline": "generate", "batch": 2})
+            assert 0 < estimate["weightsBytes"] < estimate["totalBytes"]
+            single = worker.run("memory", {"model": "tiny-download", "pipeline": "generate", "batch": 1})
+            assert single["activationsBytes"] < estimate["activationsBytes"]
+        finally:
+            worker.close()
+    finally:
+        server.shutdown()

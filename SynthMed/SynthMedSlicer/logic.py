@@ -150,6 +150,12 @@ class SceneLogic:
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed simulated subject {seed}")
         return job
 
+    def prepareModelRequest(self, kind, params, title, build=None):
+        """A Model-panel request (download, import) run like the others: progress, cancel."""
+        job = Job(kind, dict(params), build or (lambda result: result), title,
+                  Path(tempfile.mkdtemp(prefix="synthmed-")))
+        return job
+
     def _write_input(self, node, work_dir):
         image = image_from_volume_node(node)  # reads a copy; the node is not modified
         path = Path(work_dir) / "input.nii.gz"

@@ -12,7 +12,7 @@ import sys
 
 from SynthMedLib import __version__
 from SynthMedLib.errors import InputError, SynthMedError
-from SynthMedLib.worker import pipeline_requests
+from SynthMedLib.worker import model_requests, pipeline_requests
 from SynthMedLib.worker.files import image_entry, read_input
 
 
@@ -126,4 +126,8 @@ HANDLERS = {
     "generate": generate,
     "counterfactual": pipeline_requests.counterfactual,
     "progression": progression,
+    "models": model_requests.models,
+    "download": model_requests.download,
+    "import": model_requests.import_model,
+    "memory": model_requests.memory,
 }

@@ -1,0 +1,131 @@
+"""The .ui and the code that wires it agree: every widget the code names exists, node selectors
+are connected to the scene, and the qt-free helpers behind the panels (model summary, memory
+check, condition widgets, dependency installer) behave. Qt itself only exists inside Slicer."""
+
+import ast
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "SynthMed"
+sys.path.insert(0, str(MODULE))
+
+from SynthMedLib.errors import InputError  # noqa: E402
+from SynthMedSlicer import dependencies, models  # noqa: E402
+
+UI = ET.parse(MODULE / "Resources" / "UI" / "SynthMed.ui").getroot()
+WIDGETS = {w.get("name"): w for w in UI.iter("widget")}
+WIRING = [MODULE / "SynthMed.py", MODULE / "SynthMedSlicer" / "panels.py"]
+
+
+def names_the_code_uses(path):
+    """Attributes read off ``ui`` / ``self.ui``, and widget names given to getattr(self.ui, ...)
+    through string constants (the ACTIONS table)."""
+    tree = ast.parse(path.read_text())
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            base = node.value
+            if (isinstance(base, ast.Name) and base.id == "ui") or (
+                    isinstance(base, ast.Attribute) and base.attr == "ui"):
+                used.add(node.attr)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ACTIONS" for t in node.targets):
+            for value in ast.literal_eval(node.value).values():
+                used.update(v for v in value if v.endswith(("Button", "Box")))
+    return used
+
+
+def test_every_widget_the_code_names_exists_in_the_ui():
+    used = set().union(*(names_the_code_uses(p) for p in WIRING))
+    assert len(used) > 20, used  # the wiring really was found
+    missing = sorted(used - set(WIDGETS))
+    assert not missing, f"the code uses widgets the .ui does not have: {missing}"
+
+
+def test_node_selectors_are_connected_to_the_scene():
+    selectors = {name for name, w in WIDGETS.items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert {"counterfactualInputSelector", "progressionInputSelector", "labelConditionSelector"} <= selectors
+    connected = {c.find("receiver").text for c in UI.iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.find("slot").text == "setMRMLScene(vtkMRMLScene*)"}
+    assert selectors <= connected, f"not given the scene (would list no nodes): {selectors - connected}"
+    for name in ("counterfactualInputSelector", "progressionInputSelector"):
+        types = [s.text for s in WIDGETS[name].iter("string")]
+        assert "vtkMRMLScalarVolumeNode" in types
+
+
+def test_panels_section_order_and_apply_buttons():
+    sections = [w.find("property[@name='text']/string").text for w in UI.iter("widget")
+                if w.get("class") == "ctkCollapsibleButton"]
+    assert sections == ["Model", "Generate", "Counterfactual aging", "Disease progression"]
+    for button in ("generateButton", "counterfactualButton", "progressionButton", "downloadButton", "importButton"):
+        assert WIDGETS[button].get("class") == "QPushButton"
+
+
+MODEL = {"id": "demo-brain", "version": "1.0.0", "title": "Demo <brain>", "modality": "MR-T1w", "license": "Apache-2.0",
+         "citation": "SynthMed", "status": "not installed", "missing": ["diffusion"], "downloadable": False,
+         "sizeBytes": 3 * 1024 ** 2, "pipelines": ["generate", "counterfactual"],
+         "conditioning": {"variables": [
+             {"name": "age", "unit": "years", "range": [50, 95], "default": 70},
+             {"name": "sex", "values": {"M": 0, "F": 1}, "default": "F"},
+             {"name": "diagnosis", "values": {"CN": 0, "MCI": 0.5, "AD": 1}}]}}
+
+
+def test_model_summary_escapes_and_says_what_to_do():
+    text = models.model_summary_html(MODEL)
+    assert "Demo &lt;brain&gt;" in text and "3.0 MB" in text and "not installed" in text
+    assert "Import" in text  # no published URL: tell the user how else to get it
+
+
+def test_condition_widgets_follow_the_card_and_ranges_are_enforced():
+    specs = {s["name"]: s for s in models.condition_spec(MODEL)}
+    assert specs["age"] == {"name": "age", "kind": "number", "minimum": 50.0, "maximum": 95.0, "default": 70.0,
+                            "unit": "years"}
+    assert specs["sex"]["choices"] == ["M", "F"] and specs["sex"]["default"] == "F"
+    assert specs["diagnosis"]["default"] == "CN"
+    models.check_conditions(MODEL, {"age": 95, "sex": "M", "diagnosis": "AD"})
+    with pytest.raises(InputError, match="outside the model's range 50-95 years"):
+        models.check_conditions(MODEL, {"age": 101})
+    with pytest.raises(InputError, match="sex must be one of M, F"):
+        models.check_conditions(MODEL, {"sex": "X"})
+
+
+def test_memory_message_warns_when_the_device_is_too_small():
+    estimate = {"totalBytes": 6 * 1024 ** 3}
+    text, too_much = models.memory_message(estimate, {"id": "cuda:0", "name": "Small GPU", "freeBytes": 4 * 1024 ** 3})
+    assert too_much and "Not enough memory" in text and "6.0 GB" in text and "4.0 GB free" in text
+    text, too_much = models.memory_message(estimate, {"id": "cpu", "name": "CPU", "totalBytes": 64 * 1024 ** 3})
+    assert not too_much and "64.0 GB in total" in text
+
+
+def test_dependencies_one_confirmation_and_never_slicer_packages(tmp_path):
+    requirements = dependencies.read_requirements(dependencies.requirements_file(MODULE))
+    names = {r.name.lower() for r in requirements}
+    assert names and not names & {"simpleitk", "numpy", "torch"}
+    # this environment has them all
+    assert dependencies.unmet(requirements) == []
+    versions = {"monai": "1.0.0"}  # too old; everything else absent
+    asked, installed = [], []
+
+    def confirm(text):
+        asked.append(text)
+        return True
+
+    ok = dependencies.ensure(MODULE, confirm, installed.append, torch_installer=lambda req: "torch",
+                             version_of=versions.get, need_torch=True)
+    assert ok and len(asked) == 1 and "PyTorch" in asked[0] and "monai >=1.4 (have 1.0.0)" in asked[0]
+    assert len(installed) == 1 and '"monai>=1.4"' in installed[0]
+    assert "simpleitk" not in installed[0].lower() and "numpy" not in installed[0].lower()
+    declined = []
+    assert not dependencies.ensure(MODULE, lambda text: False, declined.append, version_of=versions.get,
+                                   need_torch=False)
+    assert declined == []  # declining installs nothing
+    bad = tmp_path / "Resources"
+    bad.mkdir()
+    (bad / "requirements.txt").write_text("numpy>=1.0\n")
+    with pytest.raises(ValueError, match="must not list numpy"):
+        dependencies.read_requirements(bad / "requirements.txt")
