@@ -36,6 +36,7 @@ def run(args):
 
 
 def _weights_state(card):
+    from SynthMedLib.cards.registry import SHIPPED_DIR
     from SynthMedLib.weights import cache
 
     states = []
@@ -43,8 +44,7 @@ def _weights_state(card):
         path = cache.find_weights(card, name)
         if path is None:
             states.append("missing")
-        elif card.directory and path.parent == card.directory and "models" in card.directory.parts \
-                and cache.models_dir() not in path.parents:
+        elif SHIPPED_DIR in path.parents:
             states.append("embedded")
         else:
             states.append("cached")
