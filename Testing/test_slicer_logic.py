@@ -225,6 +225,24 @@ def test_counterfactual_makes_age_sequence_browser_table_under_the_study(scene, 
     assert {"inversion", "regeneration"} & {e["stage"] for e in progress} or progress
 
 
+def test_progression_makes_a_years_sequence_under_the_study(scene, study_input, tiny_model_card, logic_factory):
+    pytest.importorskip("SynthMedLib.pipelines.progression", reason="the progression pipeline is not in this checkout")
+    node, study = study_input
+    before_array = slicer.util.arrayFromVolume(node).copy()
+    logic = logic_factory(scene)
+    result = logic.diseaseProgression(node, tiny_model_card, {"age": 70, "sex": "M", "diagnosis": "MCI"}, years=[3, 1],
+                                      draws=2, steps=2, device="cpu")
+    assert result.sequence.GetIndexName() == "years" and series.index_values(result.sequence) == [1.0, 3.0]
+    assert result.browser.GetMasterSequenceNode() is result.sequence
+    table = result.table.GetTable()
+    assert table.GetColumnName(0) == "years" and table.GetNumberOfRows() == 2
+    assert hierarchy.provenance_of(result.sequence.GetNthDataNode(1))["pipeline"] == "progression"
+    sh = scene.GetSubjectHierarchyNode()
+    assert sh.GetItemParent(result.folder) == study
+    np.testing.assert_allclose(matrix_of(result.sequence.GetNthDataNode(0)), matrix_of(node), atol=1e-6)
+    assert np.array_equal(slicer.util.arrayFromVolume(node), before_array)
+
+
 def test_cancel_leaves_no_new_nodes(scene, study_input, tiny_model_card, logic_factory):
     node, _study = study_input
     logic = logic_factory(scene)

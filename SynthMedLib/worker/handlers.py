@@ -113,11 +113,6 @@ def generate(params, context):
     return pipeline_requests.generate(params, context)
 
 
-def progression(params, context):
-    _pipeline("progression")
-    return pipeline_requests.progression(params, context)
-
-
 HANDLERS = {
     "ping": ping,
     "devices": devices,
@@ -125,7 +120,7 @@ HANDLERS = {
     "cohort": cohort,
     "generate": generate,
     "counterfactual": pipeline_requests.counterfactual,
-    "progression": progression,
+    "progression": pipeline_requests.progression,
     "models": model_requests.models,
     "download": model_requests.download,
     "import": model_requests.import_model,

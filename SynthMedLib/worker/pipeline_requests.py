@@ -67,3 +67,22 @@ def counterfactual(params, context):
     series = run(model, image, dict(params.get("conditions") or {}), [{"age": age} for age in ages],
                  steps=params.get("steps"), progress=context.progress)
     return series_result(context, series, card, "age", ages)
+
+
+def progression(params, context):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.progression import progression as run
+
+    card = load_card(params.get("model", ""))
+    image = read_input(params)
+    years = _numbers(params.get("years", []), "follow-up years")
+    model = loaded_model(context, card, "progression", params.get("device", "auto"))
+    course = None
+    if params.get("volumeCourse"):
+        from SynthMedLib.pipelines.volume_course import VolumeCourse
+
+        course = VolumeCourse.load(params["volumeCourse"])
+    series = run(model, image, dict(params.get("conditions") or {}), years, draws=params.get("draws"),
+                 steps=params.get("steps"), seed=int(params.get("seed", 0)), volume_course=course,
+                 progress=context.progress)
+    return series_result(context, series, card, "years", years)
