@@ -7,6 +7,7 @@ never freezes and a crash in a model never takes Slicer down.
 """
 
 import os
+import sys
 
 import qt
 import slicer
@@ -19,6 +20,15 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+# SynthMedLib sits beside this file in the packaged extension (already importable); in a source
+# checkout added through "Additional module paths" it is one folder up.
+_moduleDir = os.path.dirname(os.path.abspath(__file__))
+for _candidate in (_moduleDir, os.path.dirname(_moduleDir)):
+    if os.path.isfile(os.path.join(_candidate, "SynthMedLib", "__init__.py")):
+        if _candidate not in sys.path:
+            sys.path.append(_candidate)
+        break
 
 
 class SynthMed(ScriptedLoadableModule):

@@ -30,8 +30,13 @@ class WorkerError(errors.SynthMedError):
 
 
 def default_python():
-    """Slicer's own Python when running in Slicer, else this interpreter."""
-    return shutil.which("PythonSlicer") or sys.executable
+    """Slicer's own Python when running in Slicer (sys.executable is then the Slicer application,
+    which cannot run ``-m``), else this interpreter."""
+    found = shutil.which("PythonSlicer")
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), "PythonSlicer" + (".exe" if os.name == "nt" else ""))
+    return beside if os.path.isfile(beside) else sys.executable
 
 
 class WorkerClient:
