@@ -21,17 +21,17 @@ NUM_CLASSES = 5  # background + the cohort's labels 1 ventricles, 2 other CSF, 3
 
 def subjects_and_ages(dataset):
     """[(subject, age)] for the dataset config: ``subjects`` cohort subjects from ``seed``,
-    each at baseline + every ``age_offsets`` entry that stays within ``max_age``."""
+    each at baseline + every ``age_offsets`` entry that stays within ``min_age``-``max_age``."""
     from SynthMedLib.cohort import population
 
     subjects = population(int(dataset["subjects"]), int(dataset["seed"]),
                           diagnosis=dataset.get("diagnosis", "mixed"))
-    max_age = float(dataset.get("max_age", 95))
+    min_age, max_age = float(dataset.get("min_age", 50)), float(dataset.get("max_age", 95))
     items = []
     for subject in subjects:
         for offset in dataset.get("age_offsets", [0]):
             age = round(float(subject.baseline_age) + float(offset), 2)
-            if age <= max_age:
+            if min_age <= age <= max_age:
                 items.append((subject, age))
     return items
 
