@@ -1,6 +1,8 @@
 """The atrophy model: how much the ventricles and the brain (GM + WM) have changed at a given age.
 
-Volumes compound from the template anatomy, which stands for a 60-year-old. Everyone ages at the
+Volumes compound from the template anatomy: its ventricles are those of a 60-year-old; its brain
+volume that of a 40-year-old, the youngest simulated age, because a brain can only shrink inside
+its fixed skull (and the MNI152 brain is large). Everyone ages at the
 cognitively-normal rate; MCI and AD subjects switch to their faster rate at disease onset: around
 65, but never after their baseline visit (at baseline the diagnosis already shows) and never more
 than 10 years before it (so that a 90-year-old's disease has not run for 25 years). Rates are
@@ -15,7 +17,7 @@ import numpy as np
 
 from SynthMedLib.cohort.subject import check_age, rng
 
-REFERENCE_AGE = 60.0
+REFERENCE_AGES = {"ventricles": 60.0, "brain": 40.0}
 ONSET_AGE = 65.0
 ONSET_SD = 3.0
 MAX_DISEASE_YEARS_AT_BASELINE = 10.0
@@ -56,11 +58,10 @@ def log_volume_factors(subject, age):
     normal = subject_rates(subject, "CN")
     disease = subject.rates
     onset = onset_age(subject)
-    years_normal = age - REFERENCE_AGE
     years_disease = min(max(0.0, age - onset), MAX_DISEASE_YEARS)
     factors = []
     for key in ("ventricles", "brain"):
         slow = math.log1p(normal[key] / 100.0)
         fast = math.log1p(disease[key] / 100.0)
-        factors.append(slow * years_normal + (fast - slow) * years_disease)
+        factors.append(slow * (age - REFERENCE_AGES[key]) + (fast - slow) * years_disease)
     return tuple(factors)

@@ -37,7 +37,7 @@ def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True
         else:
             import multiprocessing
 
-            from SynthMedLib.cohort.fields import aging_velocities
+            from SynthMedLib.cohort.aging_fields import aging_velocities
 
             aging_velocities()  # builds the disk cache once instead of in every worker
             context = multiprocessing.get_context("spawn")

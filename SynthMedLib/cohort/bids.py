@@ -13,7 +13,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from SynthMedLib import __version__
-from SynthMedLib.cohort.render import LABELS, VOLUME_KEYS
+from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS
 
 DESCRIPTION = "SYNTHETIC simulated-cohort brain (SynthMed), not a real scan"
 

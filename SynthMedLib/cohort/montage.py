@@ -4,7 +4,7 @@ them, one column per age, so a user can see the cohort (and its aging) at a glan
 import numpy as np
 import SimpleITK as sitk
 
-from SynthMedLib.cohort.render import LABELS
+from SynthMedLib.cohort.tissues import LABELS
 
 LABEL_COLOURS = {1: (0.15, 0.45, 1.0), 2: (0.55, 0.85, 1.0), 3: (1.0, 0.55, 0.1), 4: (0.95, 0.95, 0.3)}
 VIEWS = ("axial", "coronal", "sagittal")

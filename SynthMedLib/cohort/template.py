@@ -33,6 +33,7 @@ class TemplateMaps:
     ventricles: sitk.Image  # ventricular CSF fraction
     mask: sitk.Image  # intracranial (brain + CSF) mask, 0/1 as float
     residual: sitk.Image  # T1 minus the tissue-mixture T1, inside the mask
+    stacked: sitk.Image  # (ventricles, gm, wm, residual) as one vector image: one resampling
 
     def reference(self):
         return self.gm
@@ -97,7 +98,7 @@ def load_template():
     mixture = csf * TEMPLATE_T1["csf"] + gm * TEMPLATE_T1["gm"] + wm * TEMPLATE_T1["wm"]
     residual = (t1 - mixture) * mask
     as_image = functools.partial(nifti_to_sitk, t1_nifti)
-    return TemplateMaps(
-        gm=as_image(gm), wm=as_image(wm), ventricles=as_image(ventricles), mask=as_image(mask),
-        residual=as_image(residual),
-    )
+    maps = {"ventricles": as_image(ventricles), "gm": as_image(gm), "wm": as_image(wm),
+            "residual": as_image(residual)}
+    stacked = sitk.Compose(*maps.values())
+    return TemplateMaps(mask=as_image(mask), stacked=stacked, **maps)
