@@ -33,7 +33,7 @@ def _pipeline(module_name):
 
 def ping(params, context):
     return {"pong": True, "pid": os.getpid(), "version": __version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "modelsLoaded": sorted(str(k) for k in context.models)}
+            "platform": platform.platform(), "modelsLoaded": [key[1] for key in context.models if isinstance(key, tuple) and key[0] == "model"]}
 
 
 def devices(params, context):

@@ -4,6 +4,7 @@ event, which the pipelines check before every network evaluation), so it never w
 request it cancels.
 """
 
+import collections
 import os
 import queue
 import signal
@@ -30,9 +31,17 @@ class Context:
         self.models = models
 
     def cached(self, key, load):
-        """``load()`` once per key for the life of the worker."""
-        if key not in self.models:
-            self.models[key] = load()
+        """``load()`` once per key, kept for later requests. Only the most recently used
+        ``SYNTHMED_WORKER_MAX_MODELS`` (default 2) stay: switching between many large models must
+        not pile them all up in GPU memory."""
+        if key in self.models:
+            self.models.move_to_end(key)
+            return self.models[key]
+        limit = max(1, int(os.environ.get("SYNTHMED_WORKER_MAX_MODELS", "2")))
+        while len(self.models) >= limit:
+            self.models.popitem(last=False)
+            _release_memory()
+        self.models[key] = load()
         return self.models[key]
 
     def fraction(self, stage):
@@ -43,13 +52,22 @@ class Context:
         return report
 
 
+def _release_memory():
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class Worker:
     def __init__(self, instream, outstream, handlers=None):
         self.instream = instream
         self.outstream = outstream
         self.handlers = dict(HANDLERS if handlers is None else handlers)
         self.requests = queue.Queue()
-        self.models = {}
+        self.models = collections.OrderedDict()
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.current_id = None
