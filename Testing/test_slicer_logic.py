@@ -172,6 +172,43 @@ def test_segmentation_from_labels_has_card_names_colours_terminology_and_geometr
     assert scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 0
 
 
+def test_generated_result_becomes_volume_and_segmentation_nodes(scene, tmp_path):
+    """The worker's generate answer (NIfTI files + description) -> nodes with the files' geometry."""
+    from SynthMedSlicer.results import build_generated
+
+    image = oblique_lps_image()
+    labels_array = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    labels_array[5:9, 6:12, 4:10] = 1
+    labels_array[10:14, 6:12, 4:10] = 3
+    labels = sitk.GetImageFromArray(labels_array)
+    labels.CopyInformation(image)
+    sitk.WriteImage(image, str(tmp_path / "image.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    provenance = {"synthetic": True, "model": "demo-brain", "card_version": "1.0.0", "seed": 7,
+                  "conditions": {"age": 70, "sex": "F"}, "weights_sha256": {"diffusion": "ab12"}}
+    result = {"images": [
+        {"path": str(tmp_path / "image.nii.gz"), "role": "image", "name": "demo-brain sample 1",
+         "index": {"sample": 0}, "provenance": provenance},
+        {"path": str(tmp_path / "labels.nii.gz"), "role": "labels", "name": "demo-brain sample 1 labels",
+         "index": {"sample": 0}, "provenance": provenance}], "segments": SEGMENTS}
+    made = build_generated(scene, result, "SynthMed demo-brain (synthetic)")
+    volumes, segmentations = made
+    assert len(volumes) == 1 and len(segmentations) == 1
+    volume = volumes[0]
+    np.testing.assert_allclose(image_from_volume_node(volume).GetDirection(), image.GetDirection(), atol=1e-9)
+    np.testing.assert_allclose(image_from_volume_node(volume).GetOrigin(), image.GetOrigin(), atol=1e-6)
+    assert volume.GetAttribute("SynthMed.model") == "demo-brain" and volume.GetAttribute("SynthMed.seed") == "7"
+    assert json.loads(volume.GetAttribute("SynthMed.conditions")) == {"age": 70, "sex": "F"}
+    assert volume.GetName().endswith("(synthetic)") and volume.GetDescription().startswith("SYNTHETIC")
+    segmentation = segmentations[0]
+    assert segmentation.GetNodeReference("referenceImageGeometryRef") is volume
+    assert np.array_equal(sitk.GetArrayFromImage(labels_from_segmentation(segmentation, volume, SEGMENTS)),
+                          labels_array)
+    sh = scene.GetSubjectHierarchyNode()
+    assert sh.GetItemParent(made.folder) == sh.GetSceneItemID()
+    assert sh.GetItemParent(sh.GetItemByDataNode(volume)) == made.folder
+
+
 # -- through the worker -----------------------------------------------------------------------------
 
 
