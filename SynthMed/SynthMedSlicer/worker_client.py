@@ -20,6 +20,7 @@ import threading
 import time
 
 from SynthMedLib import errors
+from SynthMedLib.worker.protocol import PROTOCOL_VERSION
 
 READY_TIMEOUT = 120.0  # first start imports torch; a cold disk can take a while
 CANCEL_GRACE = 5.0
@@ -93,6 +94,11 @@ class WorkerClient:
                 continue
             if event.get("event") == "ready":
                 self.info = event
+                if event.get("protocol") != PROTOCOL_VERSION:
+                    self.kill()
+                    raise WorkerError(f"the worker speaks protocol {event.get('protocol')} but this module "
+                                      f"{PROTOCOL_VERSION}: another SynthMedLib ({event.get('version')}) comes "
+                                      "first on the Python path; remove it or update both")
                 return
         self.kill()
         raise WorkerError(f"the SynthMed worker did not start ({self.python} -m SynthMedLib.worker): "
