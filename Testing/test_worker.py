@@ -214,3 +214,33 @@ def test_model_requests_import_download_and_memory(tmp_path):
             worker.close()
     finally:
         server.shutdown()
+
+
+def test_output_from_libraries_never_corrupts_the_protocol(tmp_path):
+    """Whatever a library prints to stdout (print, a C library writing to fd 1) goes to stderr;
+    the JSON lines stay intact. The worker is started through a wrapper that adds a noisy request
+    before running the real ``server.main``."""
+    harness = (
+        "import os, sys\n"
+        "from SynthMedLib.worker import handlers, server\n"
+        "def noisy(params, context):\n"
+        "    print('a library talking on stdout')\n"
+        "    os.write(1, b'\\r 42%|####   | a progress bar with no newline, straight to fd 1')\n"
+        "    return {'ok': True}\n"
+        "handlers.HANDLERS['noisy'] = noisy\n"
+        "sys.exit(server.main())\n")
+    (tmp_path / "harness.py").write_text(harness)
+    wrapper = tmp_path / "python-with-noisy-request"
+    wrapper.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{tmp_path / 'harness.py'}'\n")
+    wrapper.chmod(0o755)
+    worker = WorkerClient(python=str(wrapper), library_dir=str(ROOT))
+    try:
+        # the bar's text would glue itself to the front of the result's JSON line
+        assert worker.run("noisy", timeout=20) == {"ok": True}
+        assert worker.run("ping")["pong"]
+        deadline = time.monotonic() + 5
+        while "a library talking on stdout" not in worker.last_output(40) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "a library talking on stdout" in worker.last_output(40)  # kept, on stderr
+    finally:
+        worker.close()
