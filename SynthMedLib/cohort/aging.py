@@ -26,7 +26,11 @@ MAX_DISEASE_YEARS = 15.0
 # %/yr for cognitively normal subjects, and the factor each diagnosis multiplies them by.
 CN_RATES = {"ventricles": 3.0, "brain": -0.4}
 DIAGNOSIS_FACTOR = {"CN": 1.0, "MCI": 1.5, "AD": 2.5}
-RATE_VARIATION_SD = 0.10  # log-normal, clipped at 2 SD
+RATE_VARIATION_SD = 0.10
+# Ventricles stop growing at 5x the template's (about 75-95 mL): only very old AD subjects get
+# there, and beyond it the growth field would stretch the ventricles' centre past what a 4 mm
+# field resolves (its Jacobian would approach zero).
+MAX_LOG_VENTRICLE_FACTOR = math.log(5.0)  # log-normal, clipped at 2 SD
 
 
 def _individual_factor(subject):
@@ -64,4 +68,4 @@ def log_volume_factors(subject, age):
         slow = math.log1p(normal[key] / 100.0)
         fast = math.log1p(disease[key] / 100.0)
         factors.append(slow * (age - REFERENCE_AGES[key]) + (fast - slow) * years_disease)
-    return tuple(factors)
+    return min(factors[0], MAX_LOG_VENTRICLE_FACTOR), factors[1]

@@ -3,7 +3,9 @@ atrophy model's configured rates come out of the renderer (and the table in the 
 
 import numpy as np
 
-from SynthMedLib.cohort.aging import MAX_DISEASE_YEARS, onset_age
+from SynthMedLib.cohort.aging import (
+    MAX_DISEASE_YEARS, MAX_LOG_VENTRICLE_FACTOR, log_volume_factors, onset_age,
+)
 
 
 def brain_ml(volumes):
@@ -18,12 +20,14 @@ def fitted_rate(ages, values):
 
 def rate_ages(subject, count=4, span=10.0):
     """Ages inside one phase of the subject's trajectory (after onset for MCI/AD, within the
-    disease window) so that a single rate describes them."""
+    disease window, before the ventricles' cap) so that a single rate describes them."""
     start = max(subject.baseline_age, 60.0)
     onset = onset_age(subject)
     if np.isfinite(onset):
         start = max(onset, 60.0)
         span = min(span, onset + MAX_DISEASE_YEARS - start)
+    while span > 2.0 and log_volume_factors(subject, start + span)[0] >= MAX_LOG_VENTRICLE_FACTOR:
+        span -= 1.0
     return [round(start + span * i / (count - 1), 2) for i in range(count)]
 
 
