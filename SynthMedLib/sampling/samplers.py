@@ -13,6 +13,12 @@ from SynthMedLib.sampling.noise_schedule import monai_scheduler, scheduler_confi
 from SynthMedLib.sampling.progress import Progress
 
 SAMPLERS = ("dpm++2m", "ddim", "ddpm", "euler")
+# Cards name the published sampler as their training code did ("rflow" for MAISI).
+ALIASES = {"rflow": "euler", "rectified_flow": "euler", "dpm++": "dpm++2m", "dpmpp2m": "dpm++2m"}
+
+
+def sampler_name(name):
+    return ALIASES.get(str(name).lower(), str(name).lower())
 
 
 def default_sampler(card):
@@ -21,6 +27,7 @@ def default_sampler(card):
 
 def check_sampler(card, sampler, steps):
     config = scheduler_config(card)
+    sampler = sampler_name(sampler)
     if sampler not in SAMPLERS:
         raise InputError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     flow = config["type"] == "rectified_flow"
@@ -52,6 +59,7 @@ def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing=
     """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent."""
     from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 
+    sampler = sampler_name(sampler)
     check_sampler(card, sampler, steps)
     progress = Progress.wrap(progress)
     config = scheduler_config(card)

@@ -1,0 +1,228 @@
+"""generate: new synthetic volumes for given conditions, in the card's model space.
+
+conditions -> normalised vector (card schema) -> noise (seeded) -> sampler (DPM-Solver++, DDIM,
+DDPM, rectified flow; classifier-free guidance) -> latent -> decode (whole or tiled) -> image
+(+ label map) in model space -> SimpleITK images with geometry + provenance.
+
+A card whose ControlNet takes a label map (MAISI) also takes ``label_map``: it is resampled onto
+the model grid (nearest neighbour), its ids remapped to the card's, and returned as the label map
+of the generated CT.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from SynthMedLib import provenance
+from SynthMedLib.errors import CardError, InputError
+from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
+    split_outputs
+from SynthMedLib.sampling.decode import decode
+from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
+from SynthMedLib.sampling.device import autocast, parse_dtype, pick_device, seeded_noise
+from SynthMedLib.sampling.progress import Progress
+from SynthMedLib.sampling.samplers import check_sampler, default_sampler, sample, sampler_name
+from SynthMedLib.spaces.model_space import ModelSpace
+
+DPM_DEFAULT_STEPS = 15  # matches DDIM-50's error (bench/sampler_benchmark.py)
+
+
+@dataclass
+class GeneratedSample:
+    image: sitk.Image            # model space, the card's output units
+    labels: sitk.Image           # uint8 label ids of the card's outputs.labels, or None
+    provenance: dict
+
+
+def generate(model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=1.0, eta=0.0,
+             device="auto", dtype="fp32", tile=None, batch_size=1, label_map=None, label_mapping=None,
+             spacing=None, progress=None):
+    """``count`` GeneratedSamples; sample i uses seed ``seed + i`` (so any one can be remade alone).
+
+    ``model``: a loaded model (``SynthMedLib.weights.load.load_model``), a Card or a model id.
+    ``tile``: latent window size for tiled decoding (None: whole). ``label_map``: a SimpleITK label
+    image for label-conditioned cards; ``label_mapping``: {your id: card id}. ``spacing``: output
+    spacing in mm for cards with a flexible grid (MAISI)."""
+    model = _loaded(model, device)
+    card, networks = model.card, model.networks
+    unet = networks["diffusion"]
+    run_on = next(unet.parameters()).device
+    precision = autocast(run_on, parse_dtype(dtype))
+    progress = Progress.wrap(progress)
+    sampler = sampler_name(sampler or default_sampler(card))
+    steps = int(steps or (DPM_DEFAULT_STEPS if sampler == "dpm++2m" else card["scheduler"].get("default_steps", 50)))
+    check_sampler(card, sampler, steps)
+    if int(count) < 1:
+        raise InputError("generate at least one sample (count >= 1)")
+
+    # conditions -> normalised vector (refused outside the card's ranges, with the range)
+    conditions = condition_values(card, dict(conditions or {}))
+    vector = condition_vectors(card, [conditions]).to(run_on)
+
+    # the model-space grid, and the label map that conditions the ControlNet (if the card has one)
+    grid = _model_grid(card, label_map, spacing)
+    controlnet_cond, label_array = _label_condition(card, label_map, label_mapping, grid, run_on)
+    latent_shape = _latent_shape(card, grid)
+
+    samples = []
+    for start in range(0, int(count), int(batch_size)):
+        seeds = list(range(int(seed) + start, int(seed) + min(start + int(batch_size), int(count))))
+        # noise (seeded, drawn on the CPU: the same seed gives the same sample on every device)
+        noise = seeded_noise(latent_shape, seeds, run_on)
+        # sampler under the card's conditioning, guided in one batched forward
+        denoiser = Denoiser(unet, _conditioning(card, vector, controlnet_cond, grid, len(seeds), run_on),
+                            guidance=guidance, controlnet=networks.get("controlnet") if controlnet_cond is not None
+                            else None, autocast=precision)
+        generator = torch.Generator(device=run_on).manual_seed(seeds[0])
+        latent = sample(denoiser, noise, card, sampler=sampler, steps=steps, eta=eta, generator=generator,
+                        progress=progress)
+        # latent -> decode (whole or tiled) -> image (+ label map)
+        decoded = decode(networks["autoencoder"], crop_latent(latent, card), scale_factor=_scale(model),
+                         tile=tile, progress=progress, autocast=precision, output_device="cpu")
+        images, labels = split_outputs(decoded, card)
+        for i, sample_seed in enumerate(seeds):
+            entry = provenance.record(
+                card, model.weights_sha256, "generate", conditions=conditions, seed=sample_seed, sampler=sampler,
+                steps=steps, network_evaluations=denoiser.evaluations, guidance=float(guidance), eta=float(eta),
+                precision=parse_dtype(dtype), device=str(run_on), tile=tile,
+                label_map="given" if label_array is not None else None)
+            image = provenance.describe(array_to_image(_output_units(card, images[i]), grid), entry)
+            label_image = label_array if label_array is not None else (None if labels is None else labels[i])
+            if label_image is not None:
+                label_image = provenance.describe(array_to_image(label_image, grid, sitk.sitkUInt8), entry)
+            samples.append(GeneratedSample(image, label_image, entry))
+    return samples
+
+
+def _loaded(model, device):
+    if hasattr(model, "networks") and hasattr(model, "card"):
+        return model
+    from SynthMedLib.weights.load import load_model
+
+    return load_model(model, pipeline="generate", device=pick_device(device))
+
+
+def _scale(model):
+    scale = getattr(model, "scale_factor", None)
+    return float(scale if scale is not None else model.card["latent"].get("scale_factor", 1.0))
+
+
+def _model_grid(card, label_map, spacing):
+    space = ModelSpace.from_card(card)
+    flexible = bool(card["space"].get("flexible_shape"))
+    if spacing is not None or label_map is not None:
+        if spacing is not None and not flexible:
+            raise InputError(f"model '{card['id']}' has a fixed grid ({space.spacing} mm); it cannot change spacing")
+        if flexible:
+            new_spacing = tuple(float(v) for v in (spacing if np.ndim(spacing) else [spacing] * 3)) \
+                if spacing is not None else space.spacing
+            if label_map is not None:
+                # The label map's field of view decides the output size (as MAISI does).
+                extent = np.asarray(label_map.GetSize()) * np.asarray(label_map.GetSpacing())
+                multiple = _size_multiple(card)
+                shape = tuple(int(max(multiple, round(e / s / multiple) * multiple))
+                              for e, s in zip(extent, new_spacing))
+                space = dataclasses.replace(space, shape=shape, spacing=new_spacing)
+                grid = space.grid()
+                # Centre the model grid on the label map, in physical space.
+                centre = label_map.TransformContinuousIndexToPhysicalPoint(
+                    [(n - 1) / 2.0 for n in label_map.GetSize()])
+                offset = np.asarray(grid.GetDirection()).reshape(3, 3) @ (
+                    (np.asarray(shape) - 1) / 2.0 * np.asarray(new_spacing))
+                grid.SetOrigin(tuple(np.asarray(centre) - offset))
+                return grid
+            space = dataclasses.replace(space, spacing=new_spacing)
+    return space.grid()
+
+
+def _size_multiple(card):
+    """Image sizes must survive the autoencoder's and the UNet's downsamplings."""
+    unet_args = card["networks"]["diffusion"]["args"]
+    levels = len(unet_args.get("channels") or unet_args.get("num_channels"))
+    return card.latent_downsampling * 2 ** (levels - 1)
+
+
+def _latent_shape(card, grid):
+    channels = int(card["latent"]["channels"])
+    if card["space"].get("flexible_shape"):
+        size, multiple = grid.GetSize(), _size_multiple(card)
+        if any(n % multiple for n in size):
+            raise InputError(f"model '{card['id']}' needs grid sizes divisible by {multiple}, got {size}")
+        return (channels,) + tuple(n // card.latent_downsampling for n in reversed(size))
+    return (channels,) + tuple(int(v) for v in reversed(card["latent"]["shape"]))
+
+
+def _label_condition(card, label_map, label_mapping, grid, device):
+    """(ControlNet input (1, C, z, y, x) or None, label array on the model grid or None)."""
+    wants = ((card["conditioning"] or {}).get("controlnet") or {}).get("input") == "label_map"
+    if not wants:
+        if label_map is not None:
+            raise InputError(f"model '{card['id']}' is not conditioned on a label map")
+        return None, None
+    if label_map is None:
+        raise InputError(f"model '{card['id']}' generates a CT for a given anatomy: give a label map "
+                         "(--label-map FILE)")
+    if label_map.GetDimension() != 3:
+        raise InputError(f"the label map must be 3D, not {label_map.GetDimension()}D")
+    values = sitk.GetArrayViewFromImage(label_map)
+    if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)) or values.min() < 0:
+        raise InputError("the label map must hold non-negative integer label ids (is it an image, not a label map?)")
+    resampled = sitk.Resample(sitk.Cast(label_map, sitk.sitkUInt32), grid, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0, sitk.sitkUInt32)
+    array = sitk.GetArrayFromImage(resampled).astype(np.int64)
+    array = _remap(card, array, label_mapping)
+    if not array.any():
+        raise InputError("the label map has no labels inside the model grid")
+    channels = int(card["conditioning"]["controlnet"].get("channels", 8))
+    # MAISI's binarize_labels: bit b of the label id in channel b.
+    bits = torch.from_numpy(array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
+    return bits.float().to(device), array.astype(np.uint8)
+
+
+def _remap(card, array, label_mapping):
+    if label_mapping:
+        lookup = np.arange(max(int(array.max()), max(int(k) for k in label_mapping)) + 1)
+        for source, target in label_mapping.items():
+            lookup[int(source)] = int(target)
+        array = lookup[array]
+    known = {0} | {int(s["id"]) for s in card["outputs"]["labels"]["segments"]}
+    unknown = sorted(set(np.unique(array).tolist()) - known)
+    if unknown:
+        raise InputError(f"label ids {unknown[:10]} are not labels of model '{card['id']}'; map them with "
+                         "label_mapping / --label-map-ids (e.g. 7=1), 0 for background")
+    return array
+
+
+def _conditioning(card, vector, controlnet_cond, grid, batch, device):
+    section = card["conditioning"] or {}
+    unet_kwargs, controlnet_kwargs = {}, {}
+    extra = section.get("extra_inputs") or {}
+    if "spacing_tensor" in extra:
+        spacing = torch.tensor(grid.GetSpacing(), dtype=torch.float32) * float(extra["spacing_tensor"].get("scale", 1))
+        unet_kwargs["spacing_tensor"] = spacing.expand(batch, -1).to(device)
+    if "class_labels" in extra:
+        spec = extra["class_labels"]
+        code = torch.full((batch,), int(spec["values"][spec["default"]]), dtype=torch.long, device=device)
+        unet_kwargs["class_labels"] = controlnet_kwargs["class_labels"] = code
+    mode = section.get("mode", "none")
+    if mode not in ("none", "crossattn", "concat", "both", "class"):
+        raise CardError(f"conditioning mode {mode!r} is not supported")
+    return Conditioning(
+        vector=vector.expand(batch, -1) if vector.numel() else None, mode=mode,
+        unconditional_value=float(section.get("unconditional_value", -1.0)),
+        controlnet_cond=None if controlnet_cond is None else controlnet_cond.expand(batch, -1, -1, -1, -1),
+        conditioning_scale=float(section.get("controlnet", {}).get("scale", 1.0)),
+        unet_kwargs=unet_kwargs, controlnet_kwargs=controlnet_kwargs)
+
+
+def _output_units(card, array):
+    """Model intensities -> the card's output units (MAISI: [0, 1] -> HU in [-1000, 1000])."""
+    output = (card["outputs"].get("image") or {}).get("range")
+    model = (card["space"].get("intensity") or {}).get("range")
+    if not output or not model or list(output) == list(model):
+        return array
+    scaled = (array - model[0]) / (model[1] - model[0]) * (output[1] - output[0]) + output[0]
+    return np.clip(scaled, output[0], output[1]).astype(np.float32)
