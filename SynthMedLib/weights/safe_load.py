@@ -50,7 +50,7 @@ def read_checkpoint(path):
         return _read_safetensors(path)
     if kind == "torch-zip":
         _check_zip(path)
-    return _read_torch(path)
+    return _read_torch(path, mmap=kind == "torch-zip")
 
 
 def _read_safetensors(path):
@@ -75,11 +75,13 @@ def _check_zip(path):
                            f"directory is unreadable): delete it and fetch it again") from None
 
 
-def _read_torch(path):
+def _read_torch(path, mmap):
     import torch
 
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        # mmap: tensors stay in the page cache until copied into the network, so loading a 2 GB
+        # UNet does not hold a second full copy in memory.
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise WeightsError(f"{path} contains Python objects other than tensors, which SynthMed "
                            f"refuses to unpickle (it could run code). Re-save it as a plain state "
