@@ -11,8 +11,10 @@ from SynthMedLib.errors import SynthMedError
 COMMANDS = (
     "demo",
     "cohort",
+    "generate",
     "train",
     "counterfactual",
+    "progress",
     "models",
 )
 
