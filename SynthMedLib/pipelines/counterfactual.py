@@ -12,8 +12,6 @@ between two images that went through the same inversion, sampler and decoder, so
 cannot reproduce of the subject cancels out instead of appearing as "aging".
 """
 
-import time
-
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -24,7 +22,8 @@ from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, 
 from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
                                              crop_latent, deterministic_sampler, encode,
                                              image_to_tensor, scale_factor, split_outputs)
-from SynthMedLib.pipelines.outputs import Series, TargetResult, label_volumes, provenance
+from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
+                                           provenance)
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
@@ -39,7 +38,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
     e.g. {"age": 62, "sex": "F", "diagnosis": "CN"}. ``targets``: a list of condition dicts, each
     completed from ``source`` (so {"age": 80} is "the same person at 80")."""
-    card, progress, timer = model.card, Progress.wrap(progress), _Timer()
+    card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     if not targets:
         raise InputError("give at least one target condition (e.g. --target-ages 70,80)")
     source = condition_values(card, source)
@@ -134,14 +133,3 @@ def _denoiser(model, card, conditions):
 
 def _format(value):
     return f"{float(value):g}"
-
-
-class _Timer:
-    def __init__(self):
-        self.seconds = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage):
-        now = time.perf_counter()
-        self.seconds[stage] = now - self._last
-        self._last = now

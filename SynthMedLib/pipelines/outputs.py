@@ -6,6 +6,7 @@ sidecar saying it is synthetic and how it was made; one ``volumes.tsv`` for the 
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,3 +124,16 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+class StageTimer:
+    """Wall time per pipeline stage (reported in Series.timings, used by the cost benchmark)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage):
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now

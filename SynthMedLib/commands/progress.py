@@ -1,0 +1,46 @@
+"""``synthmed progress``: predicted follow-up scans of a baseline scan (disease progression)."""
+
+from SynthMedLib.commands import scan_options
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "progress", help="predicted follow-up scans of a baseline scan",
+        description="BrLP-style disease progression: the ControlNet sees the baseline latent and "
+        "the time gap, the diffusion model the follow-up covariates; several noise draws are "
+        "averaged. Writes, per follow-up, an image, a label map, a difference map (follow-up - "
+        "baseline) and a JSON sidecar on the baseline's own grid, and volumes.tsv.")
+    parser.add_argument("--baseline", required=True, help="the baseline scan")
+    scan_options.add_subject_options(parser)
+    parser.add_argument("--years", required=True, help="follow-up times, e.g. 1,3,5")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="noise draws averaged per follow-up (default: the card's, else 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first noise draw")
+    parser.add_argument("--volume-course", default=None, metavar="JSON",
+                        help="auxiliary volume model (JSON, see bench/score_progression.py): "
+                        "expected volumes per follow-up")
+    parser.add_argument("--out", required=True, help="output folder")
+    scan_options.add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from SynthMedLib.pipelines.outputs import write_series
+    from SynthMedLib.pipelines.progression import progression
+
+    years = scan_options.parse_numbers(args.years, "--years")
+    baseline = scan_options.read_scan(args.baseline)
+    covariates = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
+                      diagnosis=args.diagnosis)
+    course = None
+    if args.volume_course:
+        from SynthMedLib.pipelines.volume_course import VolumeCourse
+        course = VolumeCourse.load(args.volume_course)
+    model, progress = scan_options.prepare_runtime(args, "progression")
+    series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
+                         seed=args.seed, identity=args.identity, volume_course=course,
+                         progress=progress)
+    written = write_series(series, args.out, scan_options.scan_stem(args.baseline), model.card)
+    print(f"wrote {len(written)} files to {args.out} "
+          f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")
+    return 0

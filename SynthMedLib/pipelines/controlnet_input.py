@@ -1,0 +1,55 @@
+"""The ControlNet's image-like input for progression: the baseline latent plus one constant
+channel carrying age. Cards differ in what that channel holds:
+
+- BrLP (Puglisi et al., sampling.py): the *baseline* age, normalised like the age variable;
+- the demo model: the *time gap* (target age - baseline age) / 45 years.
+
+The card schema has no field for this yet, so the channel is read from the card's
+``conditioning.controlnet`` description ("target age - baseline age) / N" means a gap scaled by
+N); anything else is BrLP's convention. A dedicated schema field should replace the text match.
+"""
+
+import re
+
+import torch
+
+from SynthMedLib.errors import CardError
+
+_GAP = re.compile(r"target age\s*-\s*baseline age\)?\s*/\s*([0-9.]+)")
+
+
+def age_channel_rule(card):
+    """("gap", scale) or ("baseline", (min, max))."""
+    spec = card["conditioning"].get("controlnet")
+    if not spec or spec.get("input") != "baseline_latent_and_age":
+        raise CardError(f"model '{card['id']}' has no ControlNet input of the kind "
+                        "'baseline_latent_and_age' that progression needs")
+    match = _GAP.search(spec.get("description", ""))
+    if match:
+        return "gap", float(match.group(1))
+    age = next((v for v in card["conditioning"]["variables"] if v["name"] == "age"), None)
+    if age is None:
+        raise CardError(f"model '{card['id']}' has no age variable to fill the ControlNet's "
+                        "age channel")
+    norm = age.get("normalise") or {"min": age["range"][0], "max": age["range"][1]}
+    return "baseline", (float(norm["min"]), float(norm["max"]))
+
+
+def controlnet_condition(card, baseline_latent, baseline_age, target_ages):
+    """(len(target_ages), C + 1, *latent) ControlNet input, one per target age."""
+    kind, parameter = age_channel_rule(card)
+    rows = []
+    for target_age in target_ages:
+        if kind == "gap":
+            value = (float(target_age) - float(baseline_age)) / parameter
+        else:
+            low, high = parameter
+            value = (float(baseline_age) - low) / (high - low)
+        channel = torch.full_like(baseline_latent[:, :1], value)
+        rows.append(torch.cat([baseline_latent, channel], dim=1))
+    condition = torch.cat(rows)
+    expected = card["conditioning"]["controlnet"]["channels"]
+    if condition.shape[1] != expected:
+        raise CardError(f"the ControlNet input has {condition.shape[1]} channels, the card says "
+                        f"{expected}")
+    return condition

@@ -1,0 +1,139 @@
+"""Disease progression (BrLP-style): "how will this brain change over the next years?"
+
+    baseline scan -> affine registration -> model space -> encode the baseline latent
+    -> (optional auxiliary model: expected volumes at each follow-up, given to the model as
+       conditions when its card has volume variables, reported either way)
+    -> per time point (the baseline itself included, as the reference): the ControlNet sees the
+       baseline latent + the age channel, the diffusion UNet the follow-up covariates; several
+       noise draws, the SAME draws for every time point, all in one batch, averaged in latent
+       space (BrLP's latent average stabilisation)
+    -> decode -> the change from the time-0 prediction to each follow-up applied to the baseline
+       on its own grid (identity.py) -> series + difference maps + volumes.
+
+Using the same noise draws at every time point makes the differences between time points come
+from the time gap and covariates, not from the draws. Cards without a ControlNet fall back to
+counterfactual aging at the follow-up ages (inversion instead of ControlNet conditioning).
+"""
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from SynthMedLib.errors import InputError
+from SynthMedLib.pipelines.controlnet_input import controlnet_condition
+from SynthMedLib.pipelines.counterfactual import counterfactual
+from SynthMedLib.pipelines.identity import transfer_change
+from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
+                                             crop_latent, encode, image_to_tensor, scale_factor,
+                                             split_outputs)
+from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
+                                           provenance)
+from SynthMedLib.sampling.decode import decode
+from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
+from SynthMedLib.sampling.device import seeded_noise
+from SynthMedLib.sampling.progress import Progress
+from SynthMedLib.sampling.samplers import default_sampler, sample
+from SynthMedLib.spaces import ModelSpace, to_model_space
+
+DEFAULT_DRAWS = 4
+
+
+def progression(model, baseline, covariates, years, draws=None, steps=None, seed=0,
+                sampler=None, identity="deformation", volume_course=None, progress=None):
+    """A Series with one TargetResult per follow-up in ``years`` (years after the baseline)."""
+    card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
+    years = [float(y) for y in years]
+    if not years or min(years) <= 0:
+        raise InputError("follow-up years must be positive numbers, e.g. --years 1,3,5")
+    source = condition_values(card, covariates)
+    followups = [dict(source, age=source["age"] + y) for y in years]
+    if volume_course is not None:  # a volume-conditioned card is asked for the expected volumes
+        for followup, volumes in zip(followups, volume_course.predict(source, years)):
+            followup.update(_as_conditions(card, volumes))
+    names = [f"year-{y:g}" for y in years]
+    if "controlnet" not in card["pipelines"].get("progression", []):
+        return counterfactual(model, baseline, source, followups, steps=steps,
+                              identity=identity, progress=progress, names=names)
+    draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
+        "latent_average_m", DEFAULT_DRAWS))
+    steps = int(steps or card["scheduler"].get("default_steps", 50))
+    sampler = sampler or default_sampler(card)
+    autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
+
+    # 1. baseline -> model space
+    space = ModelSpace.from_card(card)
+    model_image, mapping = to_model_space(
+        baseline, space, progress=lambda f: progress.report("registration", int(100 * f), 100),
+        cancel=progress.cancelled)
+    timer.lap("registration")
+
+    # 2. encode the baseline
+    with torch.no_grad():
+        z_base = encode(autoencoder, image_to_tensor(model_image, model.device), card)
+    timer.lap("encode")
+
+    # 3. every time point (0 = the reference) x every draw, one batch, same draws per time point
+    points = [source] + followups
+    ages = [p["age"] for p in points]
+    condition = controlnet_condition(card, z_base, source["age"], ages)
+    vectors = condition_vectors(card, points).to(model.device)
+    batch_condition = condition.repeat_interleave(draws, dim=0)
+    batch_vectors = vectors.repeat_interleave(draws, dim=0)
+    noise = seeded_noise(tuple(z_base.shape[1:]), [seed + d for d in range(draws)], model.device)
+    noise = noise.repeat(len(points), *([1] * (noise.ndim - 1)))
+    denoiser = Denoiser(unet, Conditioning(batch_vectors, card["conditioning"]["mode"],
+                                           controlnet_cond=batch_condition),
+                        controlnet=model.network("controlnet"))
+    latents = sample(denoiser, noise, card, sampler=sampler, steps=steps, progress=progress)
+    timer.lap("sampling")
+
+    # 4. latent average stabilisation, then decode
+    averaged = latents.reshape(len(points), draws, *latents.shape[1:]).mean(dim=1)
+    decoded = decode(autoencoder, crop_latent(averaged, card), scale_factor(card),
+                     progress=progress)
+    images, labels = split_outputs(decoded, card)
+    timer.lap("decode")
+
+    # 5. onto the baseline's grid, keeping the subject's identity
+    grid = space.grid()
+    reference = array_to_image(images[0], grid)
+    voxel_ml = np.prod(space.spacing) / 1000.0 * abs(np.linalg.det(
+        np.reshape(mapping.transform.GetMatrix(), (3, 3))))
+    native_baseline = sitk.Cast(baseline, sitk.sitkFloat32)
+    reference_volumes = label_volumes(labels[0], card, voxel_ml) if labels is not None else {}
+    expected = None if volume_course is None else volume_course.predict(
+        source, years, baseline_volumes=reference_volumes)
+    results = []
+    for i, (followup, name) in enumerate(zip(followups, names), start=1):
+        progress.check()
+        output, _ = transfer_change(baseline, mapping, reference,
+                                    array_to_image(images[i], grid), identity)
+        result = TargetResult(name, followup, output,
+                              difference=sitk.Subtract(output, native_baseline))
+        if labels is not None:
+            result.labels = mapping.labels_to_native(array_to_image(labels[i], grid,
+                                                                    sitk.sitkUInt8))
+            result.volumes = label_volumes(labels[i], card, voxel_ml)
+        result.sidecar = {"target_conditions": followup, "name": name,
+                          "years_after_baseline": years[i - 1]}
+        if expected is not None:
+            result.sidecar["expected_volumes"] = expected[i - 1]
+        results.append(result)
+    timer.lap("native")
+
+    record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
+                        steps=steps, seed=seed, draws=draws, identity=identity,
+                        registration={"dice": round(mapping.dice, 4),
+                                      "matrix": list(mapping.transform.GetMatrix()),
+                                      "translation": list(mapping.transform.GetTranslation()),
+                                      "center": list(mapping.transform.GetCenter())},
+                        volume_course=None if volume_course is None else volume_course.name)
+    return Series("progression", results, reference_volumes, record, timer.seconds,
+                  {"input": sitk.GetArrayFromImage(model_image), "images": images,
+                   "labels": labels, "mapping": mapping})
+
+
+def _as_conditions(card, volumes):
+    """The expected volumes that the card takes as conditioning variables (by name)."""
+    names = {v["name"] for v in card["conditioning"]["variables"]}
+    return {k: v for k, v in volumes.items() if k in names}

@@ -1,0 +1,98 @@
+"""An auxiliary volume model for progression: how each tissue volume changes per year, by
+diagnosis. For the demo model, fitted to simulated-cohort trajectories of *training* subjects
+(seeds below HELD_OUT_SEED); BrLP's own auxiliary models (Leaspy logistic disease-course models,
+described in its card) are not reimplemented here.
+
+The model is log-linear, ``V(t + years) = V(t) * exp(rate[diagnosis][volume] * years)``, fitted by
+least squares on within-subject log-volume changes (each subject is its own baseline, so head size
+and anatomy drop out). It is deliberately simple: its job is to give expected volumes that a
+volume-conditioned model can be asked for, and a reference the predictions can be compared to.
+"""
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from SynthMedLib.errors import InputError
+
+
+@dataclass
+class VolumeCourse:
+    rates: dict                      # diagnosis -> {volume name: log-rate per year}
+    name: str = "volume-course"
+    fitted_on: dict = field(default_factory=dict)
+
+    def factors(self, diagnosis, years):
+        if diagnosis not in self.rates:
+            raise InputError(f"the volume course knows diagnoses {sorted(self.rates)}, "
+                             f"not {diagnosis!r}")
+        return {k: math.exp(rate * float(years)) for k, rate in self.rates[diagnosis].items()}
+
+    def predict(self, conditions, years, baseline_volumes=None):
+        """[{volume: expected value}] per follow-up; volumes the conditions carry (by name) or
+        ``baseline_volumes`` give the starting values."""
+        start = dict(baseline_volumes or {})
+        start.update({k: float(v) for k, v in conditions.items() if k in self._names()})
+        out = []
+        for y in years:
+            factors = self.factors(conditions["diagnosis"], y)
+            out.append({k: start[k] * f for k, f in factors.items() if k in start})
+        return out
+
+    def _names(self):
+        return {name for rates in self.rates.values() for name in rates}
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({"name": self.name, "kind": "log-linear",
+                                          "rates": self.rates, "fitted_on": self.fitted_on},
+                                         indent=1))
+
+    @classmethod
+    def load(cls, path):
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(data["rates"], data.get("name", Path(path).stem), data.get("fitted_on", {}))
+        except (OSError, ValueError, KeyError) as error:
+            raise InputError(f"cannot read the volume course {path}: {error}") from None
+
+
+def fit_volume_course(records, name="volume-course"):
+    """``records``: [(subject_id, diagnosis, age, {volume: ml})], two or more ages per subject."""
+    by_subject = {}
+    for subject, diagnosis, age, volumes in records:
+        by_subject.setdefault(subject, (diagnosis, []))[1].append((float(age), volumes))
+    changes = {}
+    for diagnosis, visits in by_subject.values():
+        visits.sort(key=lambda v: v[0])
+        first_age, first = visits[0]
+        for age, volumes in visits[1:]:
+            for key, value in volumes.items():
+                if first.get(key, 0) > 0 and value > 0:
+                    changes.setdefault(diagnosis, {}).setdefault(key, []).append(
+                        (age - first_age, math.log(value / first[key])))
+    rates = {}
+    for diagnosis, per_volume in changes.items():
+        rates[diagnosis] = {}
+        for key, pairs in per_volume.items():
+            years, logs = np.array(pairs).T
+            # Through the origin: no change after zero years.
+            rates[diagnosis][key] = float((years @ logs) / (years @ years))
+    return VolumeCourse(rates, name, {"subjects": len(by_subject), "visits": len(records)})
+
+
+def fit_from_cohort(subjects=12, seed=0, years=10.0, spacing=3.0):
+    """Fit to training-cohort subjects rendered at baseline and ``years`` later."""
+    from SynthMedLib.cohort import HELD_OUT_SEED, population, render
+
+    records = []
+    for diagnosis in ("CN", "MCI", "AD"):
+        for subject in population(subjects, seed, diagnosis=diagnosis):
+            if subject.seed >= HELD_OUT_SEED:
+                raise ValueError("the volume course must be fitted on training seeds only")
+            for age in (subject.baseline_age, min(95.0, subject.baseline_age + years)):
+                volumes = render(subject, age, spacing=spacing).volumes
+                records.append((subject.seed, subject.diagnosis, age, volumes))
+    return fit_volume_course(records, name=f"cohort-log-linear-seed{seed}")
