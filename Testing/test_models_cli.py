@@ -207,3 +207,59 @@ def test_add_rejects_folders_that_are_neither(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "models", "add", str(tmp_path / "empty"))
     assert code == 1 and "neither a card.json nor a MONAI bundle" in err
+
+
+def test_add_maisi_style_bundle_reads_layouts_and_scale_factor(capsys, tmp_path):
+    from SynthMedLib.cards import Card
+
+    maisi = "monai.apps.generation.maisi.networks."
+    config = {
+        "model_dir": "$@bundle_root + '/models'", "spatial_dims": 3, "image_channels": 1,
+        "latent_channels": 4, "output_size_xy": 32, "output_size": ["@output_size_xy", "@output_size_xy", 32],
+        "spacing_xy": 1.5, "spacing": ["@spacing_xy", "@spacing_xy", 2.0],
+        "trained_autoencoder_path": "$@model_dir + '/autoencoder_epoch273.pt'",
+        "trained_diffusion_path": "$@model_dir + '/diff_unet_ckpt.pt'",
+        "trained_mask_generation_autoencoder_path": "$@model_dir + '/mask_generation_autoencoder.pt'",
+        "autoencoder_def": {"_target_": maisi + "autoencoderkl_maisi.AutoencoderKlMaisi",
+                            "spatial_dims": "@spatial_dims", "in_channels": "@image_channels",
+                            "out_channels": "@image_channels", "latent_channels": "@latent_channels",
+                            "num_channels": [8, 16, 16], "num_res_blocks": [1, 1, 1], "norm_num_groups": 8,
+                            "attention_levels": [False, False, False], "with_encoder_nonlocal_attn": False,
+                            "with_decoder_nonlocal_attn": False, "norm_float16": True, "num_splits": 1},
+        "diffusion_unet_def": {"_target_": maisi + "diffusion_model_unet_maisi.DiffusionModelUNetMaisi",
+                               "spatial_dims": "@spatial_dims", "in_channels": "@latent_channels",
+                               "out_channels": "@latent_channels", "num_channels": [8, 16],
+                               "attention_levels": [False, True], "num_head_channels": [0, 8],
+                               "norm_num_groups": 8, "num_res_blocks": 1, "use_flash_attention": True,
+                               "include_spacing_input": True, "num_class_embeds": 128, "include_fc": True},
+        "mask_generation_autoencoder_def": {"_target_": maisi + "autoencoderkl_maisi.AutoencoderKlMaisi"},
+        "noise_scheduler": {"_target_": "scripts.rectified_flow.RFlowScheduler", "num_train_timesteps": 1000,
+                            "use_discrete_timesteps": False, "use_timestep_transform": True,
+                            "sample_method": "logit-normal", "scale": 1.2},
+    }
+    bundle = tmp_path / "maisi_ct_generative"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config))
+    from SynthMedLib.cards.bundle import card_from_bundle
+
+    card = Card(card_from_bundle(bundle, "tiny-maisi"))
+    assert card.space["shape"] == [32, 32, 32] and card.space["spacing"] == [1.5, 1.5, 2.0]
+    assert card.latent == {"channels": 4, "shape": [8, 8, 8], "scale_factor": "checkpoint"}
+    assert card.scheduler["type"] == "rectified_flow" and card.scheduler["use_timestep_transform"] is True
+    assert {w["format"] for w in card.weights.values()} == {"maisi"}
+    torch.manual_seed(1)
+    vae = build_network(card, "autoencoder", device="cpu").eval()
+    unet = build_network(card, "diffusion", device="cpu").eval()
+    torch.save(vae.state_dict(), bundle / "models" / "autoencoder_epoch273.pt")
+    torch.save({"unet_state_dict": unet.state_dict(), "scale_factor": torch.tensor(1.21)},
+               bundle / "models" / "diff_unet_ckpt.pt")
+    code, out, err = run(capsys, "models", "add", str(bundle), "--id", "tiny-maisi")
+    assert code == 0, err
+    model = load_model("tiny-maisi")
+    assert model.scale_factor == pytest.approx(1.21)
+    x, t = torch.randn(1, 4, 8, 8, 8), torch.tensor([400.0])
+    spacing, modality = torch.tensor([[150.0, 150.0, 200.0]]), torch.tensor([1])
+    with torch.no_grad():
+        assert torch.equal(unet(x, t, spacing_tensor=spacing, class_labels=modality),
+                           model["diffusion"](x, t, spacing_tensor=spacing, class_labels=modality))

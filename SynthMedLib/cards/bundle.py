@@ -48,15 +48,15 @@ def card_from_bundle(folder, model_id):
     ae_args, unet_args = networks["autoencoder"]["args"], networks["diffusion"]["args"]
     channel_key = "channels" if "channels" in ae_args else "num_channels"
     factor = 2 ** (len(ae_args[channel_key]) - 1)
-    shape = _spatial_shape(metadata) or [factor * 8] * 3
+    shape = _config_vector(config, "output_size", int) or _spatial_shape(metadata) or [factor * 8] * 3
     latent_channels = ae_args.get("latent_channels", 3)
     weights = _weights(config, folder, networks, formats)
     conditioning, notes = _conditioning(unet_args, latent_channels, metadata)
-    spacing = config.get("spacing")
-    spacing_known = isinstance(spacing, list) and all(isinstance(s, (int, float)) for s in spacing)
+    spacing = _config_vector(config, "spacing", (int, float))
+    spacing_known = spacing is not None
     if not spacing_known:
         notes.append("the bundle does not state the voxel spacing: 1 mm assumed")
-    if not _spatial_shape(metadata):
+    if not _config_vector(config, "output_size", int) and not _spatial_shape(metadata):
         notes.append(f"metadata.json gives no spatial_shape: {shape} assumed")
     return {
         "id": model_id,
@@ -150,6 +150,19 @@ def _weights(config, folder, networks, formats):
         weights[role] = {"file": file, "url": None, "sha256": None, "size": None,
                          "format": formats[role]}
     return weights
+
+
+def _config_vector(config, key, kind):
+    """A 3-vector config entry such as MAISI's output_size / spacing, references resolved."""
+    if key not in config:
+        return None
+    try:
+        value = _resolve(config, config[key], key)
+    except CardError:
+        return None
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, kind) for v in value):
+        return list(value)
+    return None
 
 
 def _spatial_shape(metadata):
