@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from SynthMedLib.cards import SHIPPED_DIR, Card
-from SynthMedLib.errors import WeightsError
+from SynthMedLib.errors import Cancelled, WeightsError
 from SynthMedLib.networks import build_network, shrink_args
 from SynthMedLib.weights import hashing
 from SynthMedLib.weights.load import load_model, load_network
@@ -55,7 +55,11 @@ def test_maisi_layouts_load_with_scale_factor_and_identical_outputs(tmp_path):
                 "epoch": 19350, "num_train_timesteps": 1000}, files["diffusion"])
     torch.save({"controlnet_state_dict": cnet.state_dict(), "epoch": 20}, files["controlnet"])
 
-    model = load_model(card, pipeline="generate")
+    seen = []
+    model = load_model(card, pipeline="generate", progress=lambda *a: seen.append(a))
+    assert seen == [("autoencoder", 0, 3), ("diffusion", 1, 3), ("controlnet", 2, 3)]
+    with pytest.raises(Cancelled):
+        load_model(card, pipeline="generate", cancel=lambda: True)
     assert model.scale_factor == pytest.approx(0.8734)
     assert model.weights_sha256["diffusion"] == hashing.sha256(files["diffusion"])
     x = torch.randn(1, 4, 8, 8, 8)

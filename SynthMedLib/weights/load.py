@@ -4,7 +4,7 @@ format, check every key against the card's architecture, and report what was use
 from dataclasses import dataclass, field
 
 from SynthMedLib.cards import load_card
-from SynthMedLib.errors import WeightsError
+from SynthMedLib.errors import Cancelled, WeightsError
 from SynthMedLib.networks import build_network
 from SynthMedLib.weights import cache, hashing
 from SynthMedLib.weights.legacy_generative import convert_state_dict, looks_legacy
@@ -100,8 +100,13 @@ def load_network(card, name, device="cpu", channels=None, overrides=None, init_s
     return network.eval().to(device), path, checkpoint
 
 
-def load_model(card, names=None, pipeline=None, device="cpu", channels=None, overrides=None):
-    """A LoadedModel with ``names`` (default: what ``pipeline`` needs, else every network)."""
+def load_model(card, names=None, pipeline=None, device="cpu", channels=None, overrides=None,
+               progress=None, cancel=None):
+    """A LoadedModel with ``names`` (default: what ``pipeline`` needs, else every network).
+
+    ``progress(network_name, index, count)`` is called before each network loads; ``cancel()``
+    returning True stops between networks with Cancelled.
+    """
     card = load_card(card)
     if names is None:
         names = card.networks_for(pipeline) if pipeline else list(card.networks)
@@ -110,7 +115,11 @@ def load_model(card, names=None, pipeline=None, device="cpu", channels=None, ove
     # Networks initialised from another (MAISI's ControlNet from the UNet) load after it.
     order = sorted(names, key=lambda n: card.networks[n].get("init_from") is not None)
     networks, files, checkpoints = {}, {}, {}
-    for name in order:
+    for index, name in enumerate(order):
+        if cancel is not None and cancel():
+            raise Cancelled(f"loading model '{card.id}' cancelled")
+        if progress is not None:
+            progress(name, index, len(order))
         init_from = card.networks[name].get("init_from")
         init_state = networks[init_from].state_dict() if init_from in networks else None
         networks[name], files[name], checkpoints[name] = load_network(
