@@ -114,6 +114,8 @@ def test_safetensors_and_torch_files_are_detected_by_content(demo_like):
     torch.save({"state_dict": network.state_dict()}, path)
     assert detect_format(path) == "torch-zip"
     load_network(card, "autoencoder")
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, path)  # saved under DDP
+    load_network(card, "autoencoder")
 
 
 def test_missing_file_says_where_it_looked_and_what_to_do(demo_like, tmp_path):

@@ -115,6 +115,9 @@ def extract_state_dict(checkpoint, key=None, where="checkpoint"):
         checkpoint = checkpoint[nested]
     if not checkpoint or not _is_flat(checkpoint, torch):
         raise WeightsError(f"{where} does not hold a state dict of tensors")
+    # Saved from a DataParallel / DistributedDataParallel wrapper: every key starts "module.".
+    if all(str(k).startswith("module.") for k in checkpoint):
+        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
     return checkpoint
 
 
