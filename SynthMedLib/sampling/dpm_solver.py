@@ -21,7 +21,7 @@ import numpy as np
 SPACINGS = ("time", "logsnr", "karras")
 
 
-def timesteps_for(schedule, steps, spacing="time", rho=7.0):
+def timesteps_for(schedule, steps, spacing="logsnr", rho=7.0):
     """``steps`` model timesteps, descending, from the noisiest training timestep to t = 0.
 
     DDPM-type networks were only trained at integer timesteps, so logSNR/Karras spacings are mapped

@@ -54,9 +54,13 @@ def ddim_timesteps(num_train_timesteps, steps):
     return [num_train_timesteps - 1 - i * stride for i in range(steps)]
 
 
-def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing="time", generator=None,
+def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing="logsnr", generator=None,
            progress=None, schedule=None):
-    """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent."""
+    """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent.
+
+    ``spacing`` (dpm++2m only): logSNR-uniform by default; on the exact Gaussian-data ODE
+    (gaussian_data.py) it is ~10x more accurate at 15 steps than time-uniform, whose last step
+    jumps across most of the log-SNR range. ``eta``: DDIM noise. ``generator``: for ddpm / eta > 0."""
     from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 
     sampler = sampler_name(sampler)
