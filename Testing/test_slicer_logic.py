@@ -264,6 +264,30 @@ def test_counterfactual_makes_age_sequence_browser_table_under_the_study(scene, 
     assert logic.client.run("ping")["modelsLoaded"] == ["tiny-brain"]
 
 
+def test_generate_makes_volume_and_segmentation_nodes_on_the_model_grid(scene, tiny_model_card, logic_factory):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.spaces import ModelSpace
+
+    logic = logic_factory(scene)
+    volumes, segmentations = logic.generate(tiny_model_card, {"age": 75, "sex": "M", "diagnosis": "AD"}, samples=2,
+                                            seed=5, steps=2, device="cpu")
+    assert len(volumes) == 2 and len(segmentations) == 2
+    grid = ModelSpace.from_card(load_card(tiny_model_card)).grid()
+    for volume, seed in zip(volumes, (5, 6)):  # sample i is made from seed + i
+        image = image_from_volume_node(volume)
+        assert image.GetSize() == grid.GetSize()
+        np.testing.assert_allclose(image.GetOrigin(), grid.GetOrigin(), atol=1e-6)
+        np.testing.assert_allclose(image.GetDirection(), grid.GetDirection(), atol=1e-9)
+        provenance = hierarchy.provenance_of(volume)
+        assert provenance["seed"] == seed and provenance["conditions"]["diagnosis"] == "AD"
+        assert volume.GetAttribute("SynthMed.synthetic") == "true" and "synthetic" in volume.GetName()
+    assert not np.array_equal(slicer.util.arrayFromVolume(volumes[0]), slicer.util.arrayFromVolume(volumes[1]))
+    segmentation = segmentations[0].GetSegmentation()
+    names = {segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())}
+    assert names and names <= {"ventricles", "other CSF", "grey matter", "white matter"}
+    assert segmentations[0].GetNodeReference("referenceImageGeometryRef") is volumes[0]
+
+
 def test_progression_makes_a_years_sequence_under_the_study(scene, study_input, tiny_model_card, logic_factory):
     pytest.importorskip("SynthMedLib.pipelines.progression", reason="the progression pipeline is not in this checkout")
     node, study = study_input

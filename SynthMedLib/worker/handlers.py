@@ -11,21 +11,9 @@ import platform
 import sys
 
 from SynthMedLib import __version__
-from SynthMedLib.errors import InputError, SynthMedError
+from SynthMedLib.errors import InputError
 from SynthMedLib.worker import model_requests, pipeline_requests
 from SynthMedLib.worker.files import image_entry, read_input
-
-
-def _pipeline(module_name):
-    """Import a pipeline module; a library without it answers with a clear error."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"SynthMedLib.pipelines.{module_name}")
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("SynthMedLib.pipelines"):
-            raise SynthMedError(f"this SynthMedLib ({__version__}) has no {module_name} pipeline") from None
-        raise
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -108,17 +96,12 @@ COHORT_SEGMENTS = [
 ]
 
 
-def generate(params, context):
-    _pipeline("generate")
-    return pipeline_requests.generate(params, context)
-
-
 HANDLERS = {
     "ping": ping,
     "devices": devices,
     "register": register,
     "cohort": cohort,
-    "generate": generate,
+    "generate": pipeline_requests.generate,
     "counterfactual": pipeline_requests.counterfactual,
     "progression": pipeline_requests.progression,
     "models": model_requests.models,

@@ -86,3 +86,25 @@ def progression(params, context):
                  steps=params.get("steps"), seed=int(params.get("seed", 0)), volume_course=course,
                  progress=context.progress)
     return series_result(context, series, card, "years", years)
+
+
+def generate(params, context):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.generate import generate as run
+
+    card = load_card(params.get("model", ""))
+    model = loaded_model(context, card, "generate", params.get("device", "auto"))
+    label_map = read_input(params, "labelCondition") if params.get("labelCondition") else None
+    samples = run(model, dict(params.get("conditions") or {}), count=int(params.get("samples", 1)),
+                  seed=int(params.get("seed", 0)), sampler=params.get("sampler"), steps=params.get("steps"),
+                  guidance=float(params.get("guidance") or 1.0), label_map=label_map,
+                  batch_size=int(params.get("batchSize", 1)), tile=params.get("tile"), progress=context.progress)
+    images = []
+    for index, generated in enumerate(samples):
+        provenance = json.loads(json.dumps(generated.provenance, default=str))
+        name = f"{card['id']} seed {provenance.get('seed', index)}"
+        images.append(image_entry(context, generated.image, name, "image", {"sample": index}, provenance))
+        if generated.labels is not None:
+            images.append(image_entry(context, generated.labels, f"{name} labels", "labels", {"sample": index},
+                                      provenance, labels=True))
+    return {"images": images, "segments": segments_of(card)}
