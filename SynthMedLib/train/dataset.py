@@ -64,53 +64,61 @@ def _render_item(job):
     labels = sitk.GetArrayFromImage(rendering.labels).astype(np.uint8)
     normalised = fit_intensity(image, intensity).to_model(image).astype(np.float32)
     tmp = f"{path}.tmp.npz"
-    np.savez(tmp, image=normalised, labels=labels)
+    volumes = {k: float(v) for k, v in rendering.volumes.items()}
+    np.savez(tmp, image=normalised, labels=labels, volumes=json.dumps(volumes))
     os.replace(tmp, path)
-    return {k: float(v) for k, v in rendering.volumes.items()}
 
 
 def build_cache(dataset, card, progress=True):
-    """Render (or reuse) the dataset; returns its folder."""
+    """Render (or reuse) the dataset a config describes; returns its folder."""
+    root = Path(dataset.get("cache_dir", "runs/cache")) / f"{card['id']}-{cache_key(dataset, card)}"
+    build_items(root, subjects_and_ages(dataset), card, int(dataset.get("workers", 1)), progress)
+    return root
+
+
+def build_items(root, items, card, workers=1, progress=True, description="render cohort"):
+    """Render [(subject, age)] on the card's grid into dataset folder ``root`` (reused when it
+    is complete; an interrupted build continues). Returns the CohortData."""
     from SynthMedLib.spaces.model_space import ModelSpace
 
-    root = Path(dataset.get("cache_dir", "runs/cache")) / f"{card['id']}-{cache_key(dataset, card)}"
+    root = Path(root)
     if (root / "meta.json").exists():
-        return root
+        return CohortData(root)
     (root / "items").mkdir(parents=True, exist_ok=True)
     grid = ModelSpace.from_card(card).grid()
     grid_info = (grid.GetSize(), grid.GetSpacing(), grid.GetOrigin(), grid.GetDirection())
     intensity = card["space"]["intensity"]
-    items = subjects_and_ages(dataset)
     jobs = [(s, a, grid_info, intensity, str(root / "items" / f"{i:05d}.npz"))
             for i, (s, a) in enumerate(items)]
-    volumes = [None] * len(jobs)
     todo = [i for i, job in enumerate(jobs) if not Path(job[4]).exists()]
-    workers = int(dataset.get("workers", 1))
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="render cohort",
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=description,
                unit="volume", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for i, result in zip(todo, pool.map(_render_item, [jobs[i] for i in todo])):
-                volumes[i] = result
+            for _ in pool.map(_render_item, [jobs[i] for i in todo]):
                 bar.update(1)
     else:
         for i in todo:
-            volumes[i] = _render_item(jobs[i])
+            _render_item(jobs[i])
             bar.update(1)
     bar.close()
-    meta = [{"index": i, "seed": int(s.seed), "sex": s.sex, "diagnosis": s.diagnosis,
-             "baseline_age": float(s.baseline_age), "age": a, "volumes": volumes[i]}
-            for i, (s, a) in enumerate(items)]
 
     def item_arrays():
         for job in jobs:
             with np.load(job[4]) as item:
                 yield item["image"], item["labels"]
 
+    volumes = []
+    for job in jobs:
+        with np.load(job[4]) as item:
+            volumes.append(json.loads(str(item["volumes"])))
+    meta = [{"index": i, "seed": int(s.seed), "sex": s.sex, "diagnosis": s.diagnosis,
+             "baseline_age": float(s.baseline_age), "age": a, "volumes": volumes[i]}
+            for i, (s, a) in enumerate(items)]
     write_dataset(root, item_arrays(), meta, tuple(reversed(grid.GetSize())))
     for job in jobs:
         Path(job[4]).unlink(missing_ok=True)
-    return root
+    return CohortData(root)
 
 
 def write_dataset(folder, items, meta, shape):

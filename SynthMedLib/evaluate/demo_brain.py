@@ -1,0 +1,102 @@
+"""The demo model's evaluation, top to bottom: held-out references -> autoencoder reconstruction
+-> samples under controlled conditions -> control, agreement, realism, diversity, memorisation,
+speed -> metrics.json (the report and plots are written from it by report.py)."""
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from SynthMedLib.evaluate import metrics
+from SynthMedLib.evaluate.reference import Reference, held_out_subjects
+from SynthMedLib.evaluate.sampling import default_sampler, default_steps, generate_arrays, load_networks
+
+SWEEP_AGES = (50, 60, 70, 80, 90)
+TARGETS = {"psnr_db": 30.0, "spearman": 0.7, "realism": 0.9, "ms_ssim_margin": 0.05, "seconds": 10.0}
+
+
+@torch.no_grad()
+def reconstruction_psnr(autoencoder, images, labels):
+    """PSNR inside the brain of encode(mean) -> decode, and the decoded labels' accuracy."""
+    psnrs, accuracy = [], []
+    for image, label in zip(images, labels):
+        mu, _ = autoencoder.encode(torch.from_numpy(np.array(image))[None, None])
+        out = autoencoder.decode(mu)
+        brain = label > 0
+        psnrs.append(metrics.psnr_in_mask(image, out[0, 0].clamp(0, 1).numpy(), brain))
+        accuracy.append(float((out[0, 1:].argmax(0).numpy() == label)[brain].mean()))
+    return psnrs, accuracy
+
+
+def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=2, progress=True):
+    """Every measurement of issue 4 for ``card``; ``training_data`` is the CohortData it was
+    trained on (for the memorisation check)."""
+    voxel_ml = float(np.prod(card["space"]["spacing"])) / 1000.0
+    say = (lambda text: tqdm.write(text)) if progress else (lambda text: None)
+    say("rendering held-out references")
+    sweep = Reference(held_out_subjects("F", "CN", subjects), SWEEP_AGES, card, cache_dir, workers, progress)
+    cn75 = Reference(held_out_subjects("F", "CN", 16, start=2_000_000), [75], card, cache_dir, workers, progress)
+    ad75 = Reference(held_out_subjects("F", "AD", subjects), [75], card, cache_dir, workers, progress)
+    networks = load_networks(card)
+    result = {"model": card["id"], "version": card["version"], "guidance": guidance,
+              "sampler": default_sampler(card), "steps": default_steps(card)}
+
+    say("autoencoder reconstruction")
+    images = sweep.images[:, [0, 2, 4]].reshape(-1, *sweep.images.shape[2:])
+    labels = sweep.labels[:, [0, 2, 4]].reshape(-1, *sweep.labels.shape[2:])
+    psnrs, accuracy = reconstruction_psnr(networks["autoencoder"], images, labels)
+    result["autoencoder"] = {"images": len(psnrs), "psnr_mean": float(np.mean(psnrs)),
+                             "psnr_min": float(np.min(psnrs)), "label_accuracy": float(np.mean(accuracy))}
+
+    say("sampling")
+    ages = np.linspace(50, 90, 32)
+    conditions = ([{"age": float(a), "sex": "F", "diagnosis": "CN"} for a in ages]
+                  + [{"age": 75.0, "sex": "F", "diagnosis": "CN"}] * 16
+                  + [{"age": 75.0, "sex": "F", "diagnosis": "AD"}] * 16)
+    seeds = list(range(len(conditions)))
+    samples, sample_labels = generate_arrays(card, networks, conditions, seeds, guidance=guidance)
+    volumes = [metrics.label_volumes(label, voxel_ml) for label in sample_labels]
+    means = [metrics.tissue_means(i, l) for i, l in zip(samples, sample_labels)]
+
+    sweep_vent = [v["ventricles_ml"] for v in volumes[:32]]
+    cn_vent = [v["ventricles_ml"] for v in volumes[32:48]]
+    ad_vent = [v["ventricles_ml"] for v in volumes[48:]]
+    result["control"] = {"ages": ages.tolist(), "ventricles_ml": sweep_vent,
+                         "spearman": metrics.spearman(ages, sweep_vent),
+                         "cn75_ventricles_mean": float(np.mean(cn_vent)),
+                         "ad75_ventricles_mean": float(np.mean(ad_vent)),
+                         "cohort_cn75_ventricles_mean": float(cn75.volumes["ventricles_ml"].mean()),
+                         "cohort_ad75_ventricles_mean": float(ad75.volumes["ventricles_ml"].mean())}
+    order = [metrics.tissue_order_holds(m) for m in means]
+    result["agreement"] = {"holds": int(sum(order)), "samples": len(order),
+                           "tissue_means": means}
+
+    inside = []
+    for condition, volume in zip(conditions, volumes):
+        reference = ad75 if condition["diagnosis"] == "AD" else sweep
+        bands = {k: reference.band(k, condition["age"]) for k in metrics.VOLUME_KEYS}
+        inside.append({k: bands[k][0] <= volume[k] <= bands[k][1] for k in metrics.VOLUME_KEYS})
+    result["realism"] = {"fraction": float(np.mean([all(i.values()) for i in inside])),
+                         "per_volume": {k: float(np.mean([i[k] for i in inside])) for k in metrics.VOLUME_KEYS},
+                         "volumes": volumes}
+
+    say("diversity and memorisation")
+    result["diversity"] = {"samples_ms_ssim": metrics.mean_pairwise_ms_ssim(samples[32:48]),
+                           "cohort_ms_ssim": metrics.mean_pairwise_ms_ssim(cn75.images[:, 0])}
+    nearest = metrics.nearest_distances(samples, training_data.images)
+    result["memorisation"] = {
+        "nearest_training_rmse_min": float(nearest.min()),
+        "nearest_training_rmse_mean": float(nearest.mean()),
+        "closest_two_training_subjects_rmse": metrics.closest_different_subjects(
+            training_data.images, [m["seed"] for m in training_data.meta])}
+
+    say("speed")
+    generate_arrays(card, networks, conditions[:1], [0], guidance=guidance)  # warm-up
+    started = time.perf_counter()
+    generate_arrays(card, networks, conditions[:1], [1], guidance=guidance, batch_size=1)
+    result["speed"] = {"seconds_per_sample": time.perf_counter() - started,
+                       "threads": torch.get_num_threads()}
+    result["arrays"] = {"samples": samples, "labels": sample_labels, "reference": sweep,
+                        "reconstruction": (images[:1], labels[:1])}
+    return result
