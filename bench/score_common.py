@@ -176,7 +176,10 @@ def score_series(subject, baseline_age, native_input, input_labels, input_volume
                   "mae_model": error_model, "mae_no_change": error_none,
                   "mae_ratio": error_model / error_none}
         if expected is not None:
-            auxiliary_change = expected - series.reference_volumes["ventricles_ml"]
+            # The auxiliary model's predicted factor, applied to the true baseline volume: it is
+            # scored on its own, not through the diffusion model's label maps.
+            factor = expected / series.reference_volumes["ventricles_ml"]
+            auxiliary_change = input_volumes["ventricles_ml"] * (factor - 1.0)
             record["auxiliary_change_relative_error"] = change_errors(auxiliary_change,
                                                                       true_change)[0]
         records.append(record)

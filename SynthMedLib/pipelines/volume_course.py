@@ -88,8 +88,9 @@ def fit_from_cohort(subjects=12, seed=0, years=10.0, spacing=3.0):
     from SynthMedLib.cohort import HELD_OUT_SEED, population, render
 
     records = []
-    for diagnosis in ("CN", "MCI", "AD"):
-        for subject in population(subjects, seed, diagnosis=diagnosis):
+    for index, diagnosis in enumerate(("CN", "MCI", "AD")):
+        # Other seeds per diagnosis: each group gets its own anatomies.
+        for subject in population(subjects, seed + index * subjects, diagnosis=diagnosis):
             if subject.seed >= HELD_OUT_SEED:
                 raise ValueError("the volume course must be fitted on training seeds only")
             for age in (subject.baseline_age, min(95.0, subject.baseline_age + years)):

@@ -1,0 +1,85 @@
+"""Score disease progression against the simulated cohort's true follow-ups (issue 5).
+
+    .venv/bin/python bench/score_progression.py [--model demo-brain] [--subjects 6]
+        [--volume-course course.json | --fit-volume-course 4] [--draws 4]
+        [--weights-dir ...] [--random-weights] [--out bench/results]
+
+Held-out subjects (seeds >= HELD_OUT_SEED; CN/MCI/AD; F/M; baseline 55-80 y) rendered on an
+oblique 2 mm grid; follow-ups +5..+20 y predicted from the baseline scan and covariates and
+compared with the same subjects rendered at the follow-up ages: ventricle change (relative error,
+sign), brain MAE against the true follow-up beside the "no change" baseline, identity. With a
+volume course (the demo's auxiliary model, fitted on training seeds only), its own predicted
+ventricle change is scored too. Cost: one request for five follow-ups against one.
+"""
+
+import time
+
+import numpy as np
+
+from score_common import (common_arguments, held_out_cases, load_model, native_grid, print_table,
+                          rendered, score_series, summary_rows, write_json)
+from SynthMedLib.pipelines.progression import progression
+from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_from_cohort
+
+
+def main():
+    parser = common_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=None)
+    parser.add_argument("--volume-course", default=None, help="a fitted course (JSON)")
+    parser.add_argument("--fit-volume-course", type=int, default=0, metavar="N",
+                        help="fit a course on N training subjects per diagnosis first")
+    args = parser.parse_args()
+    model, weights = load_model(args, "progression")
+    grid = native_grid(args.spacing)
+    offsets = [float(v) for v in args.offsets.split(",")]
+    course = VolumeCourse.load(args.volume_course) if args.volume_course else None
+    if args.fit_volume_course:
+        start = time.perf_counter()
+        course = fit_from_cohort(subjects=args.fit_volume_course)
+        print(f"fitted the volume course on {course.fitted_on} in "
+              f"{time.perf_counter() - start:.0f} s: {course.rates}")
+        if args.out:
+            from pathlib import Path
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            course.save(Path(args.out) / "volume_course.json")
+    print(f"model {model.card['id']} ({weights}); native grid {grid.GetSize()} at "
+          f"{args.spacing} mm, oblique")
+
+    records, stash = [], {}
+    for subject in held_out_cases(args.subjects):
+        start = time.perf_counter()
+        baseline = subject.baseline_age
+        scan, labels, volumes = rendered(subject, baseline, grid)
+        years = [o for o in offsets if baseline + o <= 95.0]
+        series = progression(model, scan, {"age": baseline, "sex": subject.sex,
+                                           "diagnosis": subject.diagnosis}, years,
+                             draws=args.draws, steps=args.steps, volume_course=course)
+        records += score_series(subject, baseline, scan, labels, volumes, series,
+                                [baseline + y for y in years], grid, stash)
+        print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
+              f"{len(years)} follow-ups in {time.perf_counter() - start:.0f} s")
+    rows, identity = summary_rows(records, stash)
+
+    subject = held_out_cases(1)[0]
+    scan, _, _ = rendered(subject, subject.baseline_age, grid)
+    covariates = {"age": subject.baseline_age, "sex": subject.sex, "diagnosis": subject.diagnosis}
+    walls = {}
+    for count, years in (("1", [5.0]), ("5", [1.0, 2.0, 3.0, 4.0, 5.0])):
+        start = time.perf_counter()
+        series = progression(model, scan, covariates, years, draws=args.draws, steps=args.steps)
+        walls[count] = (time.perf_counter() - start, series.timings)
+    rows.append(("cost: 1 follow-up / 5 follow-ups (one request each)",
+                 f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "
+                 f"x{walls['5'][0] / walls['1'][0]:.2f}"))
+    rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; draws "
+                             f"{series.provenance.get('draws')}, steps {series.provenance['steps']}"))
+    print_table("Disease progression: scored against the cohort", rows, args.out)
+    write_json(args.out, "progression_scores.json",
+               {"records": records, "identity": identity, "weights": weights,
+                "cost": {k: {"wall_s": v[0], "stages_s": v[1]} for k, v in walls.items()},
+                "volume_course": None if course is None else course.rates})
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
