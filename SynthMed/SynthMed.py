@@ -126,6 +126,8 @@ class SynthMedTest(ScriptedLoadableModuleTest):
         self.test_generate_demo()
         self.setUp()
         self.test_counterfactual_demo()
+        self.setUp()
+        self.test_progression_demo()
 
     def test_generate_demo(self):
         self.delayDisplay("Generating with the demo model")
@@ -162,3 +164,20 @@ class SynthMedTest(ScriptedLoadableModuleTest):
         self.assertEqual(result.sequence.GetIndexName(), "age")
         self.assertTrue((slicer.util.arrayFromVolume(source) == before).all())
         self.delayDisplay("Counterfactual aging: OK")
+
+    def test_progression_demo(self):
+        self.delayDisplay("Disease progression with the demo model")
+        logic = SynthMedLogic()
+        try:
+            volumes, _segmentations = logic.generate(
+                "demo-brain", {"age": 70, "sex": "F", "diagnosis": "MCI"}, samples=1, seed=3, steps=5
+            )
+            result = logic.diseaseProgression(
+                volumes[0], "demo-brain", {"age": 70, "sex": "F", "diagnosis": "MCI"}, years=[1, 3], draws=2, steps=5
+            )
+        finally:
+            logic.shutdown()
+        self.assertEqual(result.sequence.GetIndexName(), "years")
+        self.assertEqual(result.sequence.GetNumberOfDataNodes(), 2)
+        self.assertEqual(result.table.GetNumberOfRows(), 2)
+        self.delayDisplay("Disease progression: OK")
