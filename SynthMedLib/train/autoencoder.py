@@ -48,6 +48,10 @@ class AutoencoderStage:
         self.network = network
         self.data = data
         self.patch = config.get("patch")
+        # Patches are cheap, but GroupNorm then learns patch statistics; the last steps on whole
+        # volumes make the decoder match how it is used (whole latents).
+        self.whole_from = int(config["steps"]) - int(config.get("whole_volume_steps", 0))
+        self.step = 0
         weights = config.get("loss", {})
         self.w_image = float(weights.get("image_l1", 1.0))
         self.w_ce = float(weights.get("label_ce", 0.5))
@@ -57,7 +61,8 @@ class AutoencoderStage:
 
     def sample(self, generator, batch_size):
         indices = torch.randint(0, len(self.data), (batch_size,), generator=generator).tolist()
-        patch = self.patch or self.data.images.shape[1:]
+        whole = not self.patch or self.step >= self.whole_from
+        patch = self.data.images.shape[1:] if whole else self.patch
         images, labels = random_patches([self.data.images, self.data.labels], indices, patch, generator)
         return {"image": torch.from_numpy(images)[:, None].float(),
                 "labels": torch.from_numpy(labels.astype(np.int64))[:, None]}

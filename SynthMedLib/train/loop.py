@@ -129,6 +129,7 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
             # Networks draw from torch's global generator too (AutoencoderKL's reparameterisation):
             # reseed it from ours every step so that a resumed run draws the same numbers.
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            stage.step = step  # stages may change what they sample over the run
             batch = stage.sample(generator, int(config["batch_size"]))
             losses = stage.losses(wrapped, batch, generator)
             optimizer.zero_grad(set_to_none=True)
