@@ -28,7 +28,7 @@ import SimpleITK as sitk
 
 IDENTITY_METHODS = ("deformation", "intensity", "none")
 DEMONS_ITERATIONS = 60
-DEMONS_SMOOTHING_VOXELS = 1.5
+DEMONS_SMOOTHING_VOXELS = 1.0
 
 
 def estimate_displacement(reference, target):
