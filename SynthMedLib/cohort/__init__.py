@@ -10,7 +10,7 @@ README.md "The simulated cohort" and DESIGN.md.
 """
 
 from SynthMedLib.cohort.grid import model_grid
-from SynthMedLib.cohort.render import Rendering, render
+from SynthMedLib.cohort.renderer import Rendering, render
 from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS, measure_volumes
 from SynthMedLib.cohort.subject import HELD_OUT_SEED, Subject, population, subject_from_seed
 

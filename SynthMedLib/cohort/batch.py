@@ -6,7 +6,7 @@ from SynthMedLib.cohort.bids import write_rendering, write_tables
 
 
 def _render_and_write(job):
-    from SynthMedLib.cohort.render import render
+    from SynthMedLib.cohort.renderer import render
 
     root, subject, age, spacing = job
     rendering = render(subject, age, spacing)
@@ -39,8 +39,10 @@ def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True
 
             from SynthMedLib.cohort.aging_fields import aging_velocities
 
-            aging_velocities()  # builds the disk cache once instead of in every worker
-            context = multiprocessing.get_context("spawn")
+            # Built once here: forked workers inherit the template and the aging fields.
+            aging_velocities()
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with context.Pool(workers, initializer=_init_worker) as pool:
                 for row in pool.imap(_render_and_write, jobs):
                     rows.append(row)

@@ -33,7 +33,7 @@ def rate_ages(subject, count=4, span=10.0):
 
 def measure_rates(subject, ages=None, spacing=3.0):
     """Rendered volumes at ``ages`` and the fitted %/yr of the ventricles and of GM+WM."""
-    from SynthMedLib.cohort.render import render
+    from SynthMedLib.cohort.renderer import render
 
     ages = ages or rate_ages(subject)
     volumes = [render(subject, age, spacing).volumes for age in ages]

@@ -33,7 +33,6 @@ class TemplateMaps:
     ventricles: sitk.Image  # ventricular CSF fraction
     mask: sitk.Image  # intracranial (brain + CSF) mask, 0/1 as float
     residual: sitk.Image  # T1 minus the tissue-mixture T1, inside the mask
-    stacked: sitk.Image  # (ventricles, gm, wm, residual) as one vector image: one resampling
 
     def reference(self):
         return self.gm
@@ -100,5 +99,4 @@ def load_template():
     as_image = functools.partial(nifti_to_sitk, t1_nifti)
     maps = {"ventricles": as_image(ventricles), "gm": as_image(gm), "wm": as_image(wm),
             "residual": as_image(residual)}
-    stacked = sitk.Compose(*maps.values())
-    return TemplateMaps(mask=as_image(mask), stacked=stacked, **maps)
+    return TemplateMaps(mask=as_image(mask), **maps)
