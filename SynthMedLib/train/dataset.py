@@ -72,6 +72,8 @@ def _render_item(job):
 def build_cache(dataset, card, progress=True):
     """Render (or reuse) the dataset a config describes; returns its folder."""
     root = Path(dataset.get("cache_dir", "runs/cache")) / f"{card['id']}-{cache_key(dataset, card)}"
+    if (root / "meta.json").exists():
+        return root
     build_items(root, subjects_and_ages(dataset), card, int(dataset.get("workers", 1)), progress)
     return root
 
