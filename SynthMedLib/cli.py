@@ -13,6 +13,7 @@ COMMANDS = (
     "cohort",
     "generate",
     "train",
+    "evaluate",
     "counterfactual",
     "progress",
     "models",
