@@ -150,3 +150,18 @@ def test_cli_reports_a_bad_input_without_a_traceback(tmp_path, capsys, monkeypat
                  "CN", "--target-ages", "70", "--out", str(tmp_path / "out"), "--no-progress"])
     assert code == 1
     assert "label map" in capsys.readouterr().err
+
+
+def test_long_work_reports_progress_and_can_be_cancelled(scan):
+    from SynthMedLib.errors import Cancelled
+    from SynthMedLib.sampling.progress import Progress
+
+    events = []
+    progress = Progress(callback=lambda stage, step, total: events.append((stage, step, total)),
+                        cancel=lambda: any(stage == "inversion" and step >= 2
+                                           for stage, step, _ in events))
+    with pytest.raises(Cancelled):
+        counterfactual(tiny_model(), scan, SOURCE, [{"age": 80}], cache=InversionCache(),
+                       progress=progress)
+    stages = [stage for stage, _, _ in events]
+    assert "registration" in stages and "inversion" in stages and "sampling" not in stages

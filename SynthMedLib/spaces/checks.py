@@ -17,14 +17,12 @@ MIN_SPACING_MM = 0.05
 MAX_SPACING_MM = 20.0
 # An integer image with this few distinct values is a segmentation, not an intensity image.
 MAX_LABEL_VALUES = 32
-_INTEGER_TYPES = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
-                  sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64}
 
 
 def check_image(image, what="input image"):
     """Raise InputError if ``image`` is not a usable scalar 3D intensity volume; return its array.
 
-    The returned array is a float64 copy (the caller may use it; the image itself is untouched).
+    The returned array is a read-only view of the voxels (the image itself is never modified).
     """
     if not isinstance(image, sitk.Image):
         raise InputError(f"The {what} must be a SimpleITK image, got {type(image).__name__}.")
@@ -48,21 +46,37 @@ def check_image(image, what="input image"):
     if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
         raise InputError(f"The {what} has a degenerate direction matrix; check the image header.")
 
-    array = sitk.GetArrayViewFromImage(image).astype(np.float64)
-    finite = np.isfinite(array)
-    if not finite.all():
-        raise InputError(f"The {what} contains {int((~finite).sum())} NaN or infinite voxels; "
-                         "fix or mask them before using the scan.")
+    # A view, not a copy: a 512^3 scan is 0.5-1 GB, and the checks only read it.
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise InputError(f"The {what} contains {int(array.size - finite.sum())} NaN or "
+                             "infinite voxels; fix or mask them before using the scan.")
     low, high = array.min(), array.max()
     if high == low:
-        raise InputError(f"The {what} is empty: every voxel has the value {low:g}.")
-    if image.GetPixelID() in _INTEGER_TYPES or np.array_equal(array, np.round(array)):
-        distinct = np.unique(array)
-        if distinct.size <= MAX_LABEL_VALUES:
-            raise InputError(f"The {what} has only {distinct.size} distinct integer values "
-                             f"({_preview(distinct)}): it looks like a label map / segmentation, "
-                             "not an intensity image. Give the scan itself.")
+        raise InputError(f"The {what} is empty: every voxel has the value {float(low):g}.")
+    distinct = _distinct_integer_values(array)
+    if distinct is not None and distinct.size <= MAX_LABEL_VALUES:
+        raise InputError(f"The {what} has only {distinct.size} distinct integer values "
+                         f"({_preview(distinct)}): it looks like a label map / segmentation, "
+                         "not an intensity image. Give the scan itself.")
     return array
+
+
+def _distinct_integer_values(array):
+    """The distinct values of an all-integer array (None if it holds fractions): np.unique sorts
+    the whole volume, a bincount over the value range does not."""
+    if not np.issubdtype(array.dtype, np.integer):
+        sample = array.ravel()[:: max(1, array.size // 100_000)]
+        if not np.array_equal(sample, np.round(sample)) or not np.array_equal(array,
+                                                                               np.round(array)):
+            return None
+    low, high = int(array.min()), int(array.max())
+    if high - low > 10_000_000:
+        return np.unique(array)
+    counts = np.bincount((np.asarray(array, dtype=np.int64) - low).ravel())
+    return np.flatnonzero(counts) + low
 
 
 def _preview(values, count=6):
