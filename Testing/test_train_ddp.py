@@ -13,7 +13,7 @@ from SynthMedLib.train.run import run_stage
 from train_helpers import tiny_card, tiny_config, tiny_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY = os.environ.get("DDP_ENTRY", "-m SynthMedLib.cli").split()
+ENTRY = ["-m", "SynthMedLib.cli"]
 
 
 def torchrun(config, steps):
