@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean train-demo
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: setup
 	$(VENV)/bin/synthmed demo --out $(DEMO_OUT)
+
+# The embedded demo model's training recipe (hours on a CPU; resumes where it stopped).
+train-demo: setup
+	training/demo-brain/run_recipe.sh
 
 test: setup
 	$(PY) -m pytest Testing
