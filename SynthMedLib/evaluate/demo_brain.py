@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from SynthMedLib.evaluate import metrics
 from SynthMedLib.evaluate.reference import Reference, held_out_subjects
-from SynthMedLib.evaluate.sampling import default_sampler, default_steps, generate_arrays, load_networks
+from SynthMedLib.evaluate.sampling import generate_arrays, load_model
 
 SWEEP_AGES = (50, 60, 70, 80, 90)
 TARGETS = {"psnr_db": 30.0, "spearman": 0.7, "realism": 0.9, "ms_ssim_margin": 0.05, "seconds": 10.0}
@@ -38,9 +38,9 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
     sweep = Reference(held_out_subjects("F", "CN", subjects), SWEEP_AGES, card, cache_dir, workers, progress)
     cn75 = Reference(held_out_subjects("F", "CN", 16, start=2_000_000), [75], card, cache_dir, workers, progress)
     ad75 = Reference(held_out_subjects("F", "AD", subjects), [75], card, cache_dir, workers, progress)
-    networks = load_networks(card)
-    result = {"model": card["id"], "version": card["version"], "guidance": guidance,
-              "sampler": default_sampler(card), "steps": default_steps(card)}
+    model = load_model(card)
+    networks = model.networks
+    result = {"model": card["id"], "version": card["version"], "guidance": guidance}
 
     say("autoencoder reconstruction")
     images = sweep.images[:, [0, 2, 4]].reshape(-1, *sweep.images.shape[2:])
@@ -55,7 +55,8 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
                   + [{"age": 75.0, "sex": "F", "diagnosis": "CN"}] * 16
                   + [{"age": 75.0, "sex": "F", "diagnosis": "AD"}] * 16)
     seeds = list(range(len(conditions)))
-    samples, sample_labels = generate_arrays(card, networks, conditions, seeds, guidance=guidance)
+    samples, sample_labels, provenance = generate_arrays(model, conditions, seeds, guidance=guidance)
+    result.update(sampler=provenance["sampler"], steps=provenance["steps"])
     volumes = [metrics.label_volumes(label, voxel_ml) for label in sample_labels]
     means = [metrics.tissue_means(i, l) for i, l in zip(samples, sample_labels)]
 
@@ -92,9 +93,8 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
             training_data.images, [m["seed"] for m in training_data.meta])}
 
     say("speed")
-    generate_arrays(card, networks, conditions[:1], [0], guidance=guidance)  # warm-up
-    started = time.perf_counter()
-    generate_arrays(card, networks, conditions[:1], [1], guidance=guidance, batch_size=1)
+    started = time.perf_counter()  # the networks are loaded and warm: this is one sample
+    generate_arrays(model, conditions[:1], [12345], guidance=guidance)
     result["speed"] = {"seconds_per_sample": time.perf_counter() - started,
                        "threads": torch.get_num_threads()}
     result["arrays"] = {"samples": samples, "labels": sample_labels, "reference": sweep,

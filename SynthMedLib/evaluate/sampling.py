@@ -1,48 +1,25 @@
-"""Samples of a card's model for the evaluation: the generate pipeline when it is there, else the
-same engine parts (Denoiser, sampler, decode) assembled here, so the numbers measure the model
-as users run it."""
+"""Samples of a card's model for the evaluation, made by the generate pipeline with its defaults
+(sampler, steps), so the numbers measure the model as users run it."""
 
 import numpy as np
-import torch
-
-from SynthMedLib.train.conditions import condition_vector
+import SimpleITK as sitk
 
 
-def load_networks(card):
-    from SynthMedLib.pipelines.loaded_model import load_model
-    return load_model(card, "generate").networks
+def load_model(card):
+    from SynthMedLib.pipelines.loaded_model import load_model as load
+    return load(card, "generate")
 
 
-def default_sampler(card):
-    from SynthMedLib.sampling.samplers import default_sampler as pick
-    return card["scheduler"].get("default_sampler") or pick(card)
+def generate_arrays(model, conditions, seeds, guidance=1.0, sampler=None, steps=None):
+    """(images (N, D, H, W) float32, labels (N, D, H, W) uint8, provenance of the first) for
+    ``conditions`` (list of {age, sex, diagnosis}), one noise seed each."""
+    from SynthMedLib.pipelines.generate import generate
 
-
-def default_steps(card):
-    return int(card["scheduler"].get("default_steps", 25))
-
-
-@torch.no_grad()
-def generate_arrays(card, networks, conditions, seeds, sampler=None, steps=None, guidance=1.0,
-                    batch_size=8):
-    """(images (N, D, H, W) float32, labels (N, D, H, W) uint8) for ``conditions`` (list of
-    {age, sex, diagnosis}) with one noise seed each."""
-    from SynthMedLib.sampling.decode import decode
-    from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
-    from SynthMedLib.sampling.device import seeded_noise
-    from SynthMedLib.sampling.samplers import sample
-
-    sampler, steps = sampler or default_sampler(card), steps or default_steps(card)
-    latent_shape = (card["latent"]["channels"], *card["latent"]["shape"])
-    images, labels = [], []
-    for start in range(0, len(conditions), batch_size):
-        chunk = conditions[start:start + batch_size]
-        vectors = torch.stack([condition_vector(card, c) for c in chunk])
-        denoiser = Denoiser(networks["diffusion"], Conditioning(vectors, card["conditioning"]["mode"]),
-                            guidance=guidance)
-        noise = seeded_noise(latent_shape, seeds[start:start + batch_size], "cpu")
-        latent = sample(denoiser, noise, card, sampler=sampler, steps=steps)
-        decoded = decode(networks["autoencoder"], latent, scale_factor=card["latent"]["scale_factor"])
-        images.append(decoded[:, 0].clamp(0, 1).numpy())
-        labels.append(decoded[:, 1:].argmax(1).to(torch.uint8).numpy())
-    return np.concatenate(images), np.concatenate(labels)
+    images, labels, first = [], [], None
+    for condition, seed in zip(conditions, seeds):
+        sample = generate(model, condition, count=1, seed=int(seed), guidance=guidance,
+                          sampler=sampler, steps=steps, device="cpu")[0]
+        images.append(sitk.GetArrayFromImage(sample.image))
+        labels.append(sitk.GetArrayFromImage(sample.labels))
+        first = first or sample.provenance
+    return np.clip(np.stack(images), 0, 1).astype(np.float32), np.stack(labels).astype(np.uint8), first
