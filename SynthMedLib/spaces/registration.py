@@ -63,7 +63,8 @@ def register_affine(native, template, seed=0, progress=None, cancel=None):
     if dice < MIN_DICE:
         raise InputError(f"Registration to the model template did not converge: the brain "
                          f"overlaps the template by only {dice:.2f} (Dice; at least {MIN_DICE} "
-                         "needed). Check that the scan is a brain T1w with the head in the field "
+                         "needed). Check that the scan is a skull-stripped brain T1w (the "
+                         "template is a brain without skull), with the whole brain in the field "
                          "of view and a correct orientation in its header.")
     return RegistrationResult(affine, dice, metric, iterations)
 
