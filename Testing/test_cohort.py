@@ -4,7 +4,6 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from SynthMedLib.cohort import (
     HELD_OUT_SEED, Subject, measure_volumes, model_grid, population, render, subject_from_seed,
@@ -17,7 +16,6 @@ from SynthMedLib.cohort.grid import BOX_CENTRE_RAS
 from SynthMedLib.cohort.template import nifti_to_sitk
 from SynthMedLib.errors import InputError
 
-torch.set_num_threads(2)
 
 CN = Subject(seed=11, sex="F", diagnosis="CN", baseline_age=70.0)
 
@@ -193,3 +191,24 @@ def test_bad_render_requests_are_refused():
         render(CN, 70.0, grid=sitk.Image(8, 8, sitk.sitkFloat32))
     with pytest.raises(InputError):
         population(0)
+
+
+def test_disk_cache_recomputes_when_missing_corrupt_or_keyed_differently(tmp_path, monkeypatch):
+    from SynthMedLib.cohort.disk_cache import cache_dir, cached_arrays
+
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"table": np.arange(3.0) + len(calls)}
+
+    first = cached_arrays("t", {"a": 1}, compute)
+    assert np.array_equal(cached_arrays("t", {"a": 1}, compute)["table"], first["table"])
+    assert len(calls) == 1
+    cached_arrays("t", {"a": 2}, compute)
+    assert len(calls) == 2
+    for path in cache_dir().glob("t-*.npz"):
+        path.write_bytes(b"not a zip")
+    assert np.array_equal(cached_arrays("t", {"a": 1}, compute)["table"], np.arange(3.0) + 3)
+    assert not list(cache_dir().glob("*.part"))

@@ -1,12 +1,10 @@
 """Aging rates measured from rendered label maps match the configured atrophy model."""
 
 import pytest
-import torch
 
 from SynthMedLib.cohort import Subject, render
 from SynthMedLib.cohort.rates import brain_ml, measure_rates, rate_ages
 
-torch.set_num_threads(2)
 
 # One subject per group; MCI and AD are rendered inside their disease window (rates.rate_ages).
 SUBJECTS = {

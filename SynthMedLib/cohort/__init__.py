@@ -11,10 +11,25 @@ README.md "The simulated cohort" and DESIGN.md.
 
 from SynthMedLib.cohort.grid import model_grid
 from SynthMedLib.cohort.renderer import Rendering, render
-from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS, measure_volumes
 from SynthMedLib.cohort.subject import HELD_OUT_SEED, Subject, population, subject_from_seed
+from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS, measure_volumes
+
+# Changes whenever the same (subject, age, grid) renders differently: put it in the key of any
+# cache of rendered subjects.
+MODEL_VERSION = 3
+
+
+def warm_up():
+    """Load the template and the aging fields now, e.g. before forking render workers, so that
+    they inherit them instead of each loading (or, on a new machine, calibrating) them."""
+    from SynthMedLib.cohort.aging_fields import aging_velocities
+    from SynthMedLib.cohort.template import load_template
+
+    load_template()
+    aging_velocities()
+
 
 __all__ = [
-    "HELD_OUT_SEED", "LABELS", "VOLUME_KEYS", "Rendering", "Subject", "measure_volumes",
-    "model_grid", "population", "render", "subject_from_seed",
+    "HELD_OUT_SEED", "LABELS", "MODEL_VERSION", "VOLUME_KEYS", "Rendering", "Subject",
+    "measure_volumes", "model_grid", "population", "render", "subject_from_seed", "warm_up",
 ]

@@ -37,10 +37,9 @@ def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True
         else:
             import multiprocessing
 
-            from SynthMedLib.cohort.aging_fields import aging_velocities
+            from SynthMedLib.cohort import warm_up
 
-            # Built once here: forked workers inherit the template and the aging fields.
-            aging_velocities()
+            warm_up()  # forked workers inherit the template and the aging fields
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with context.Pool(workers, initializer=_init_worker) as pool:
