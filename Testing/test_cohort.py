@@ -212,3 +212,18 @@ def test_disk_cache_recomputes_when_missing_corrupt_or_keyed_differently(tmp_pat
         path.write_bytes(b"not a zip")
     assert np.array_equal(cached_arrays("t", {"a": 1}, compute)["table"], np.arange(3.0) + 3)
     assert not list(cache_dir().glob("*.part"))
+
+
+def test_demo_card_model_space_is_the_cohort_grid():
+    # The demo model learns from cohort renders: its card's grid must be the cohort's grid.
+    import json
+    from pathlib import Path
+
+    from SynthMedLib.spaces.model_space import ModelSpace
+
+    card = json.loads((Path(__file__).parents[1] / "SynthMedLib/models/demo-brain/card.json").read_text())
+    grid, cohort = ModelSpace.from_card(card).grid(), model_grid(card["space"]["spacing"][0])
+    assert grid.GetSize() == cohort.GetSize()
+    assert np.allclose(grid.GetOrigin(), cohort.GetOrigin())
+    assert np.allclose(grid.GetSpacing(), cohort.GetSpacing())
+    assert np.allclose(grid.GetDirection(), cohort.GetDirection())

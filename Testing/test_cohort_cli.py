@@ -60,6 +60,7 @@ def test_cohort_in_parallel_writes_the_same_files(tmp_path):
     (["--ages", "30"], "age 30"),
     (["--spacing", "9"], "spacing"),
     (["--n", "0"], "at least one subject"),
+    (["--workers", "0"], "--workers"),
 ])
 def test_cohort_bad_arguments_are_reported_without_traceback(tmp_path, capsys, args, message):
     assert cli.main(["cohort", *args, "--out", str(tmp_path / "x")]) == 1
@@ -82,3 +83,11 @@ def test_demo_writes_montage_and_scans(tmp_path, monkeypatch):
     assert len(list(out.rglob("*_T1w.nii.gz"))) == 4
     assert len(list(out.rglob("*_dseg.nii.gz"))) == 4
     assert len(_tsv(out / "volumes.tsv")) == 4
+
+
+def test_cohort_refuses_a_file_as_output_folder(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("mine")
+    assert cli.main(["cohort", "--n", "1", "--ages", "70", "--out", str(target)]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    assert target.read_text() == "mine"

@@ -31,7 +31,10 @@ def parse_ages(text):
 
 
 def run(args):
-    from SynthMedLib.cohort import model_grid, population
+    import os
+    import sys
+
+    from SynthMedLib.cohort import HELD_OUT_SEED, model_grid, population
     from SynthMedLib.cohort.batch import render_to_folder
     from SynthMedLib.cohort.subject import check_age
 
@@ -39,6 +42,11 @@ def run(args):
     model_grid(args.spacing)  # checks the spacing before any work starts
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out} exists and is not a folder")
+    if args.seed < HELD_OUT_SEED < args.seed + args.n:
+        print(f"synthmed: note: seeds {args.seed}..{args.seed + args.n - 1} mix training subjects "
+              f"with held-out ones (>= {HELD_OUT_SEED})", file=sys.stderr)
     subjects = population(args.n, args.seed, args.diagnosis)
     rows = render_to_folder(args.out, subjects, ages, args.spacing, workers=args.workers)
     print(f"wrote {len(rows)} renderings of {len(subjects)} subjects to {args.out}")
