@@ -8,7 +8,6 @@ scaling only (tissues.py); then the T1 appearance (appearance.py).
 
 from dataclasses import dataclass
 
-import numpy as np
 import SimpleITK as sitk
 
 from SynthMedLib.cohort import appearance, fields
