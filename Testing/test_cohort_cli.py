@@ -1,6 +1,7 @@
 """``synthmed cohort`` and ``synthmed demo`` write the files they promise."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -35,6 +36,9 @@ def test_cohort_writes_bids_like_files_and_tables(tmp_path):
         assert t1.GetSize() == dseg.GetSize() == (48, 48, 48)
         assert t1.GetSpacing() == (4.0, 4.0, 4.0)
         assert set(np.unique(sitk.GetArrayViewFromImage(dseg))) <= {0, 1, 2, 3, 4}
+        side = json.loads((anat / f"{pid}_{session}_T1w.json").read_text())
+        assert side["Synthetic"] is True and side["Age"] == float(row["age"])
+        assert f"sub-{side['Seed']:07d}" == pid and side["Diagnosis"] == "AD"
         # The table holds what the label files measure.
         measured = measure_volumes(dseg)
         for key, value in measured.items():

@@ -45,10 +45,28 @@ def _write_image(image, path):
             os.remove(temporary)
 
 
+def sidecar(rendering):
+    """How the scan was made (BIDS JSON sidecar): it is synthetic, and the truth behind it."""
+    from SynthMedLib.cohort import MODEL_VERSION
+    from SynthMedLib.cohort.aging import onset_age
+
+    subject = rendering.subject
+    onset = onset_age(subject)
+    return {
+        "Synthetic": True, "Description": DESCRIPTION, "GeneratedBy": f"SynthMed {__version__}",
+        "CohortModelVersion": MODEL_VERSION, "Seed": subject.seed, "Sex": subject.sex,
+        "Diagnosis": subject.diagnosis, "BaselineAge": subject.baseline_age, "Age": rendering.age,
+        "DiseaseOnsetAge": None if onset == float("inf") else round(onset, 2),
+        "ConfiguredRatesPercentPerYear": subject.rates, "Volumes_mL": rendering.volumes,
+    }
+
+
 def write_rendering(root, rendering):
     t1_path, dseg_path = anat_paths(root, rendering.subject, rendering.age)
     _write_image(rendering.image, t1_path)
     _write_image(rendering.labels, dseg_path)
+    _write_text(t1_path.with_name(t1_path.name.replace(".nii.gz", ".json")),
+                json.dumps(sidecar(rendering), indent=2) + "\n")
     return t1_path, dseg_path
 
 
