@@ -38,14 +38,14 @@ def tiny(tmp_path_factory):
     return folder, tiny_card(folder / "card"), tiny_dataset(folder / "data")
 
 
-def straight_and_resumed(folder, stage, card, data, steps=6, stop=3):
-    straight = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}-straight"))
-    resumed = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}-resumed"))
+def straight_and_resumed(folder, stage, card, data, steps=6, stop=3, tag="", **changes):
+    straight = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-straight"), **changes)
+    resumed = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-resumed"), **changes)
     run_stage(straight, progress=False, export=False)
     first = run_stage(resumed, {"steps": stop}, progress=False, export=False)
     second = run_stage(resumed, progress=False, export=False)
     assert first["step"] == stop and second["resumed_from"] == stop and second["step"] == steps
-    return folder / f"{stage}-straight", folder / f"{stage}-resumed"
+    return folder / f"{stage}{tag}-straight", folder / f"{stage}{tag}-resumed"
 
 
 def test_every_stage_resumes_to_the_identical_continuation(tiny):
@@ -63,6 +63,13 @@ def test_every_stage_resumes_to_the_identical_continuation(tiny):
     card_data = json.loads(card.read_text())
     assert all(len(entry["sha256"]) == 64 for entry in card_data["weights"].values())
     assert card_data["latent"]["scale_factor"] != 1.0
+
+
+def test_bf16_autocast_resumes_identically_too(tiny):
+    folder, card, data = tiny
+    straight, resumed = straight_and_resumed(folder, "autoencoder", card, data, steps=4, stop=2,
+                                             tag="-bf16", precision="bf16")
+    assert_same_weights(weights(straight, "autoencoder"), weights(resumed, "autoencoder"))
 
 
 def test_losses_fall_on_a_tiny_problem(tiny):

@@ -68,7 +68,7 @@ class AutoencoderStage:
                 "labels": torch.from_numpy(labels.astype(np.int64))[:, None]}
 
     def losses(self, network, batch, generator):
-        reconstruction, mu, sigma = network(batch["image"])
+        reconstruction, mu, sigma = (t.float() for t in network(batch["image"]))
         image, logits = split_output(reconstruction)
         l1 = F.l1_loss(image, batch["image"])
         ce = F.cross_entropy(logits, batch["labels"][:, 0])

@@ -114,6 +114,10 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
                 on_checkpoint(step)
         dist.barrier()
 
+    # bf16 autocast: the CPU's bf16 matrix units (AMX/AVX512-BF16) run the convolutions about
+    # twice as fast; weights, optimiser and losses stay float32.
+    precision = torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16,
+                               enabled=config.get("precision", "fp32") == "bf16")
     steps, every = int(config["steps"]), int(config.get("checkpoint_every", 100))
     log_every = int(config.get("log_every", 10))
     bar = tqdm(total=steps, initial=start, desc=f"train {stage.name}", unit="step",
@@ -131,7 +135,8 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             stage.step = step  # stages may change what they sample over the run
             batch = stage.sample(generator, int(config["batch_size"]))
-            losses = stage.losses(wrapped, batch, generator)
+            with precision:
+                losses = stage.losses(wrapped, batch, generator)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             if config.get("grad_clip"):
