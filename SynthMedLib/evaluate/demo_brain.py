@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from SynthMedLib.evaluate import metrics
-from SynthMedLib.evaluate.reference import Reference, held_out_subjects
+from SynthMedLib.evaluate.reference import Reference, held_out_subjects, noisy_and_clean
 from SynthMedLib.evaluate.sampling import generate_arrays, load_model
 
 SWEEP_AGES = (50, 60, 70, 80, 90)
@@ -17,14 +17,16 @@ TARGETS = {"psnr_db": 30.0, "spearman": 0.7, "realism": 0.9, "ms_ssim_margin": 0
 
 
 @torch.no_grad()
-def reconstruction_psnr(autoencoder, images, labels):
-    """PSNR inside the brain of encode(mean) -> decode, and the decoded labels' accuracy."""
+def reconstruction_psnr(autoencoder, images, labels, reference=None):
+    """PSNR inside the brain of encode(mean) -> decode against ``reference`` (default: the input
+    itself), and the decoded labels' accuracy."""
     psnrs, accuracy = [], []
-    for image, label in zip(images, labels):
+    for index, (image, label) in enumerate(zip(images, labels)):
         mu, _ = autoencoder.encode(torch.from_numpy(np.array(image))[None, None])
         out = autoencoder.decode(mu)
         brain = label > 0
-        psnrs.append(metrics.psnr_in_mask(image, out[0, 0].clamp(0, 1).numpy(), brain))
+        target = image if reference is None else reference[index]
+        psnrs.append(metrics.psnr_in_mask(target, out[0, 0].clamp(0, 1).numpy(), brain))
         accuracy.append(float((out[0, 1:].argmax(0).numpy() == label)[brain].mean()))
     return psnrs, accuracy
 
@@ -46,8 +48,19 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
     images = sweep.images[:, [0, 2, 4]].reshape(-1, *sweep.images.shape[2:])
     labels = sweep.labels[:, [0, 2, 4]].reshape(-1, *sweep.labels.shape[2:])
     psnrs, accuracy = reconstruction_psnr(networks["autoencoder"], images, labels)
+    # The same held-out subjects rendered without noise: the reconstruction against the anatomy,
+    # and the noisy image's own PSNR against it (the ceiling for any denoising reconstruction).
+    clean_psnr, noise_floor = [], []
+    for subject in sweep.subjects[:5]:
+        for age in (SWEEP_AGES[0], SWEEP_AGES[2], SWEEP_AGES[4]):
+            noisy, clean, clean_labels = noisy_and_clean(subject, age, card)
+            clean_psnr += reconstruction_psnr(networks["autoencoder"], [noisy], [clean_labels],
+                                              reference=[clean])[0]
+            noise_floor.append(metrics.psnr_in_mask(clean, noisy, clean_labels > 0))
     result["autoencoder"] = {"images": len(psnrs), "psnr_mean": float(np.mean(psnrs)),
-                             "psnr_min": float(np.min(psnrs)), "label_accuracy": float(np.mean(accuracy))}
+                             "psnr_min": float(np.min(psnrs)), "label_accuracy": float(np.mean(accuracy)),
+                             "psnr_vs_noise_free_mean": float(np.mean(clean_psnr)),
+                             "noisy_input_vs_noise_free_mean": float(np.mean(noise_floor))}
 
     say("sampling")
     ages = np.linspace(50, 90, 32)

@@ -1,6 +1,7 @@
 """Held-out cohort renders the evaluation compares against (subject seeds >= HELD_OUT_SEED, never
 seen in training), cached on disk like the training set."""
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -48,3 +49,38 @@ class Reference:
         curve interpolated linearly between the rendered ages)."""
         values = [np.interp(age, self.ages, self.volumes[key][i]) for i in range(len(self.subjects))]
         return float(np.percentile(values, low)), float(np.percentile(values, high))
+
+
+@contextlib.contextmanager
+def noise_free_cohort():
+    """Renders without the cohort's Rician noise, for the autoencoder's noise floor: no
+    autoencoder reproduces i.i.d. noise, so PSNR against the noisy image is capped by the noise
+    (sigma 0.01-0.03 of WM, i.e. about 30-40 dB) whatever the model. The cohort has no switch
+    for it, so its noise range is set to zero for the duration (in this process only)."""
+    from SynthMedLib.cohort import appearance
+    saved = appearance.NOISE_RANGE
+    appearance.NOISE_RANGE = (0.0, 0.0)
+    try:
+        yield
+    finally:
+        appearance.NOISE_RANGE = saved
+
+
+def noisy_and_clean(subject, age, card):
+    """(noisy, noise-free, labels) of one subject on the card's grid; both images normalised by
+    the mapping fitted to the noisy one (as the training set was), so they differ only by noise."""
+    import SimpleITK as sitk
+
+    from SynthMedLib.cohort import render
+    from SynthMedLib.spaces.intensity import fit_intensity
+    from SynthMedLib.spaces.model_space import ModelSpace
+
+    grid = ModelSpace.from_card(card).grid()
+    noisy = render(subject, age, grid=grid)
+    with noise_free_cohort():
+        clean = render(subject, age, grid=grid)
+    raw_noisy = sitk.GetArrayFromImage(noisy.image).astype(np.float64)
+    mapping = fit_intensity(raw_noisy, card["space"]["intensity"])
+    return (mapping.to_model(raw_noisy).astype(np.float32),
+            mapping.to_model(sitk.GetArrayFromImage(clean.image)).astype(np.float32),
+            sitk.GetArrayFromImage(noisy.labels))

@@ -126,7 +126,11 @@ def write_report(result, out, run_root=None, command="synthmed evaluate"):
     lines += [f"| {what} | {value} | {target} | {'yes' if ok else '**no**'} |" for what, value, target, ok in rows]
     ae = result["autoencoder"]
     lines += ["", f"Autoencoder: {ae['images']} held-out images, decoded label accuracy inside the "
-              f"brain {100 * ae['label_accuracy']:.1f} %. Cohort ventricles at 75 (F): CN "
+              f"brain {100 * ae['label_accuracy']:.1f} %. Against the same subjects rendered without "
+              f"noise the reconstruction reaches {ae['psnr_vs_noise_free_mean']:.1f} dB; the noisy "
+              f"images themselves are at {ae['noisy_input_vs_noise_free_mean']:.1f} dB from their "
+              f"noise-free versions (the cohort's Rician noise), which caps the PSNR against the noisy "
+              f"image for any reconstruction that does not reproduce the noise. Cohort ventricles at 75 (F): CN "
               f"{result['control']['cohort_cn75_ventricles_mean']:.1f} mL, AD "
               f"{result['control']['cohort_ad75_ventricles_mean']:.1f} mL. Realism per volume: "
               + ", ".join(f"{k} {100 * v:.0f} %" for k, v in result["realism"]["per_volume"].items()) + ".",
