@@ -124,3 +124,13 @@ def test_volume_course_fits_known_rates_and_reports_expected_volumes(baseline, t
     series = progression(tiny_model(), baseline, COVARIATES, [2], draws=1, volume_course=course)
     expected = series.results[0].sidecar["expected_volumes"]["ventricles_ml"]
     assert expected == pytest.approx(series.reference_volumes["ventricles_ml"] * np.exp(0.14))
+
+
+def test_a_card_without_controlnet_progresses_by_counterfactual_aging(baseline):
+    model = tiny_model(with_controlnet=False)
+    model.card.data["pipelines"]["progression"] = ["autoencoder", "diffusion"]
+    series = progression(model, baseline, COVARIATES, [2, 4])
+    assert series.pipeline == "counterfactual"
+    assert [r.name for r in series.results] == ["year-2", "year-4"]
+    assert [r.conditions["age"] for r in series.results] == [72, 74]
+    assert series.results[0].image.GetSize() == baseline.GetSize()

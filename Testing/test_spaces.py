@@ -128,3 +128,32 @@ def test_percentile_normalisation_maps_the_foreground_percentiles_to_the_range()
     middle = inside[inside.shape[0] // 2]
     assert np.allclose(mapping.to_native(mapping.to_model(middle)),
                        np.clip(middle, mapping.low, mapping.high))
+
+
+def _ras_affine(image):
+    """The NIfTI (RAS) affine of a SimpleITK image's grid."""
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = lps_to_ras @ direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = lps_to_ras @ np.asarray(image.GetOrigin())
+    return affine
+
+
+def test_card_grids_match_their_published_affines():
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.cohort import model_grid
+    from SynthMedLib.spaces import ModelSpace
+
+    # BrLP: 1.5 mm MNI grid, NIfTI affine diag(-1.5, 1.5, 1.5) (LAS), origin (90, -126, -72)
+    # cropped by one voxel on each side.
+    brlp = ModelSpace.from_card(load_card("brlp")).grid()
+    expected = np.diag([-1.5, 1.5, 1.5, 1.0])
+    expected[:3, 3] = (88.5, -124.5, -70.5)
+    assert brlp.GetSize() == (120, 144, 120)
+    assert np.allclose(_ras_affine(brlp), expected)
+    # The demo model space is exactly the grid its training data (the cohort) was rendered on.
+    demo = ModelSpace.from_card(load_card("demo-brain")).grid()
+    cohort = model_grid(3.0)
+    assert demo.GetSize() == cohort.GetSize()
+    assert np.allclose(_ras_affine(demo), _ras_affine(cohort))

@@ -48,7 +48,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
 
     # 1. native scan -> model space (once per scan and model space)
     space, digest = ModelSpace.from_card(card), scan_digest(image)
-    model_image, mapping = _registered(image, space, digest, cache, progress)
+    model_image, mapping = register_scan(image, space, digest, cache, progress)
     timer.lap("registration")
 
     # 2. encode
@@ -115,7 +115,8 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
                    "labels": labels, "mapping": mapping})
 
 
-def _registered(image, space, digest, cache, progress):
+def register_scan(image, space, digest, cache, progress):
+    """(model image, NativeMapping), remembered per scan by ``cache`` when there is one."""
     def compute():
         return to_model_space(
             image, space, progress=lambda f: progress.report("registration", int(100 * f), 100),

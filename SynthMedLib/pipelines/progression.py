@@ -21,8 +21,9 @@ import torch
 
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
-from SynthMedLib.pipelines.counterfactual import counterfactual
+from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
 from SynthMedLib.pipelines.identity import transfer_change
+from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
 from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
                                              crop_latent, encode, image_to_tensor, scale_factor,
                                              split_outputs)
@@ -33,13 +34,14 @@ from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import seeded_noise
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.sampling.samplers import default_sampler, sample
-from SynthMedLib.spaces import ModelSpace, to_model_space
+from SynthMedLib.spaces import ModelSpace
 
 DEFAULT_DRAWS = 4
 
 
 def progression(model, baseline, covariates, years, draws=None, steps=None, seed=0,
-                sampler=None, identity="deformation", volume_course=None, progress=None):
+                sampler=None, identity="deformation", volume_course=None, progress=None,
+                cache=DEFAULT_CACHE):
     """A Series with one TargetResult per follow-up in ``years`` (years after the baseline)."""
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     years = [float(y) for y in years]
@@ -53,7 +55,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     names = [f"year-{y:g}" for y in years]
     if "controlnet" not in card["pipelines"].get("progression", []):
         return counterfactual(model, baseline, source, followups, steps=steps,
-                              identity=identity, progress=progress, names=names)
+                              identity=identity, cache=cache, progress=progress, names=names)
     draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
         "latent_average_m", DEFAULT_DRAWS))
     steps = int(steps or card["scheduler"].get("default_steps", 50))
@@ -62,9 +64,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     # 1. baseline -> model space
     space = ModelSpace.from_card(card)
-    model_image, mapping = to_model_space(
-        baseline, space, progress=lambda f: progress.report("registration", int(100 * f), 100),
-        cancel=progress.cancelled)
+    model_image, mapping = register_scan(baseline, space, scan_digest(baseline), cache, progress)
     timer.lap("registration")
 
     # 2. encode the baseline

@@ -25,7 +25,7 @@ class NativeMapping:
     space: ModelSpace
     transform: sitk.AffineTransform   # model-space point -> native point
     intensity: IntensityMapping
-    reference: sitk.Image             # empty image carrying the native grid
+    native_grid: tuple                # (size, spacing, origin, direction) of the scan
     dice: float = 1.0
 
     def to_native(self, model_image, interpolator=sitk.sitkLinear, default=0.0,
@@ -33,10 +33,20 @@ class NativeMapping:
         """``model_image`` (on the model grid) resampled onto the native grid.
 
         Resample pulls values: for each native voxel it needs the model point, i.e. the inverse
-        of the model -> native transform.
+        of the model -> native transform. The grid is kept as numbers, not as a reference image,
+        so that a remembered mapping does not hold a scan-sized buffer.
         """
-        return sitk.Resample(model_image, self.reference, self.transform.GetInverse(),
-                             interpolator, float(default), pixel_type)
+        size, spacing, origin, direction = self.native_grid
+        return sitk.Resample(model_image, size, self.transform.GetInverse(), interpolator,
+                             origin, spacing, direction, float(default), pixel_type)
+
+    def _on_native_grid(self, array):
+        size, spacing, origin, direction = self.native_grid
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(spacing)
+        image.SetOrigin(origin)
+        image.SetDirection(direction)
+        return image
 
     def labels_to_native(self, model_labels):
         """A label map onto the native grid (nearest neighbour keeps label ids intact)."""
@@ -46,17 +56,13 @@ class NativeMapping:
         """A normalised model-space image, in the native scan's intensity units, on its grid."""
         native = self.to_native(model_image, default=self.intensity.out_low)
         array = self.intensity.to_native(sitk.GetArrayViewFromImage(native)).astype(np.float32)
-        result = sitk.GetImageFromArray(array)
-        result.CopyInformation(self.reference)
-        return result
+        return self._on_native_grid(array)
 
     def difference_to_native(self, model_difference):
         """A model-space intensity difference, in native units, on the native grid (0 outside)."""
         native = self.to_native(model_difference, default=0.0)
         array = self.intensity.to_native_difference(sitk.GetArrayViewFromImage(native))
-        result = sitk.GetImageFromArray(array.astype(np.float32))
-        result.CopyInformation(self.reference)
-        return result
+        return self._on_native_grid(array.astype(np.float32))
 
     def inside_model_space(self):
         """Native-grid mask (uint8) of the voxels the model space covers."""
@@ -65,11 +71,9 @@ class NativeMapping:
         return self.to_native(ones, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def empty_like(image):
-    """An empty (1-byte voxel) image with ``image``'s grid: a reference that holds no data."""
-    reference = sitk.Image(image.GetSize(), sitk.sitkUInt8)
-    reference.CopyInformation(image)
-    return reference
+def grid_of(image):
+    """(size, spacing, origin, direction) of ``image``: its grid without its voxels."""
+    return (image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
 
 def to_model_space(image, space, progress=None, cancel=None, seed=0):
@@ -85,7 +89,7 @@ def to_model_space(image, space, progress=None, cancel=None, seed=0):
         transform, dice = registration.transform, registration.dice
     resampled = resample_to_model(image, space, transform)
     intensity = fit_intensity(sitk.GetArrayViewFromImage(resampled), space.intensity)
-    mapping = NativeMapping(space, transform, intensity, empty_like(image), dice)
+    mapping = NativeMapping(space, transform, intensity, grid_of(image), dice)
     return apply_intensity(resampled, mapping=intensity), mapping
 
 
