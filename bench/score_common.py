@@ -34,6 +34,9 @@ def common_arguments(description):
     parser.add_argument("--spacing", type=float, default=2.0, help="native grid spacing (mm)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--identity", default="deformation",
+                        choices=("deformation", "intensity", "none"),
+                        help="how outputs keep the input's detail (compare the three)")
     parser.add_argument("--out", default=None, help="write the table and a JSON of every number")
     return parser
 

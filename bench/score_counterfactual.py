@@ -49,7 +49,7 @@ def main():
         ages = [baseline + o for o in offsets if baseline + o <= 95.0]
         series = counterfactual(model, native_input, conditions(subject, baseline),
                                 [{"age": a} for a in ages], steps=args.steps,
-                                cache=InversionCache())
+                                identity=args.identity, cache=InversionCache())
         records += score_series(subject, baseline, native_input, input_labels, input_volumes,
                                 series, ages, grid, stash)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
@@ -63,9 +63,11 @@ def main():
         at80, labels80, _ = rendered(subject, 80.0, grid)
         mask = brain_mask(labels60, labels80)
         there = counterfactual(model, at60, conditions(subject, 60.0), [{"age": 80.0}],
-                               steps=args.steps, cache=InversionCache()).results[0].image
+                               steps=args.steps, identity=args.identity,
+                               cache=InversionCache()).results[0].image
         back = counterfactual(model, there, conditions(subject, 80.0), [{"age": 60.0}],
-                              steps=args.steps, cache=InversionCache()).results[0].image
+                              steps=args.steps, identity=args.identity,
+                              cache=InversionCache()).results[0].image
         reversibility.append({"seed": subject.seed, "mae_back_vs_input": brain_mae(back, at60, mask),
                               "mae_true_20y_change": brain_mae(at80, at60, mask)})
     rows.append(("reversibility 60->80->60: MAE back vs input",
@@ -84,7 +86,8 @@ def main():
     rows.append(("cost: 1 target age / 5 target ages (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = x{walls['5'][0] / walls['1'][0]:.2f} "
                  "(5 separate runs: x5)"))
-    rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}"))
+    rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
+                             f"{args.identity}"))
     print_table("Counterfactual aging: scored against the cohort", rows, args.out)
     write_json(args.out, "counterfactual_scores.json",
                {"records": records, "identity": identity, "reversibility": reversibility,

@@ -53,7 +53,8 @@ def main():
         years = [o for o in offsets if baseline + o <= 95.0]
         series = progression(model, scan, {"age": baseline, "sex": subject.sex,
                                            "diagnosis": subject.diagnosis}, years,
-                             draws=args.draws, steps=args.steps, volume_course=course)
+                             draws=args.draws, steps=args.steps, identity=args.identity,
+                             volume_course=course)
         records += score_series(subject, baseline, scan, labels, volumes, series,
                                 [baseline + y for y in years], grid, stash)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
