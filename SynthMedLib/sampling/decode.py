@@ -1,22 +1,30 @@
 """Latent -> image, whole or tiled.
 
-Tiled decoding runs MONAI's SlidingWindowInferer over the latent with Gaussian-blended overlaps:
-each window is decoded on its own, so the decoder's activations (the memory that grows with the
-volume: ~channels x 64 per latent voxel at full resolution) are bounded by the tile, and only the
-final image is held whole (optionally on the CPU while the decoder runs on the GPU).
+Tiled decoding bounds the decoder's memory (its activations, ~channels x 64 per latent voxel at full
+resolution, are what grows with the volume) by a tile, and only the final image is held whole
+(optionally on the CPU while the decoder runs on the GPU).
 
-Tiles are not exactly the whole decode: a decoder's group norms would see only the tile's statistics
-(volume_norm.py gives them the whole volume's, at the cost of extra passes) and its convolutions see
-zero padding at tile borders, which the Gaussian blending hides; the remaining difference is
-measured in Testing/test_decode.py.
+Why not MONAI's SlidingWindowInferer (blended overlapping windows)? A decoder is not local enough
+for blending: every output voxel sees ~8 latent voxels around it, so a window's zero-padded border
+is wrong well inside the window, and its group norms see only the window's statistics. Measured on
+the demo decoder architecture (Testing/test_decode.py), Gaussian-blended 8-voxel windows differ
+from the whole decode by ~40% RMS even when given the whole volume's norm statistics. So this is
+the overlap-tile strategy instead: the latent is cut into disjoint core tiles, each decoded with a
+``halo`` of neighbouring latent voxels as context and cropped back to its core (no blending), and
+the group norms use whole-volume statistics gathered in earlier passes over the same tiles
+(volume_norm.py). With a halo at least the decoder's reach the result matches the whole decode
+to float precision; smaller halos trade accuracy for memory (measured in the test).
 """
 
 import contextlib
+import itertools
 import math
 
 import torch
 
 from SynthMedLib.sampling.progress import Progress
+from SynthMedLib.sampling.volume_norm import StopTile, VolumeGroupNorm
+
 
 
 def _as_tuple(value, n):
@@ -28,68 +36,127 @@ def _as_tuple(value, n):
     return value
 
 
-def window_count(latent_shape, tile, overlap):
-    """How many windows SlidingWindowInferer visits (for the progress total)."""
-    count = 1
-    for size, roi in zip(latent_shape, tile):
-        roi = min(roi, size)
-        interval = max(int(roi * (1 - overlap)), 1)
-        count *= math.ceil(max(size - roi, 0) / interval) + 1
-    return count
+def tiles(shape, tile, halo):
+    """[(core slices, context slices)] covering ``shape`` with disjoint cores of size <= ``tile``."""
+    per_axis = []
+    for size, step, margin in zip(shape, tile, halo):
+        axis = []
+        for start in range(0, size, step):
+            stop = min(start + step, size)
+            axis.append((slice(start, stop), slice(max(0, start - margin), min(size, stop + margin))))
+        per_axis.append(axis)
+    return [tuple(zip(*combo)) for combo in itertools.product(*per_axis)]
 
 
 @torch.no_grad()
-def decode(autoencoder, latent, scale_factor=1.0, tile=None, overlap=0.5, progress=None, autocast=None,
-           output_device=None, norm_passes=2):
+def decoder_reach(autoencoder, channels, spatial_dims=3):
+    """How far (in latent voxels) a decoder output voxel sees: half of each convolution's extent,
+    divided by the resolution it runs at, summed along the network (read off a forward of a small
+    window with hooks on the convolutions)."""
+    window = 8
+    reach = [0.0]
+
+    def hook(module, inputs, output):
+        factor = inputs[0].shape[-1] / window
+        reach[0] += (module.kernel_size[0] - 1) / 2 * module.dilation[0] / factor
+
+    convs = [m for m in autoencoder.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.Conv2d))]
+    handles = [c.register_forward_hook(hook) for c in convs]
+    try:
+        device = next(autoencoder.parameters()).device
+        autoencoder.decode_stage_2_outputs(torch.zeros((1, channels) + (window,) * spatial_dims, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(math.ceil(reach[0] - 1e-6))
+
+
+@torch.no_grad()
+def decode(autoencoder, latent, scale_factor=1.0, tile=None, halo=None, norm="volume", progress=None,
+           autocast=None, output_device=None):
     """Decode ``latent`` (B, C, *spatial) with the card's scale factor undone.
 
-    ``tile``: None for one whole forward, else the window size in latent voxels (int or per axis).
-    ``output_device``: where the stitched image lives (e.g. "cpu" to keep a GPU's memory for the tile).
-    ``norm_passes``: tiled passes that only gather group-norm statistics before the final one
-    (volume_norm.py); 0 gives plain per-tile normalisation.
+    ``tile``: None for one whole forward, else the core tile size in latent voxels (int or per axis).
+    ``halo``: latent voxels of context decoded around each core and cropped away (default: the
+    decoder's reach, which makes the tiles exact).
+    ``norm``: "volume" gives the group norms the whole volume's statistics (exact; one partial pass
+    over the tiles per norm layer first), "tile" normalises each window by itself (one pass; what
+    MAISI's bundle does, approximate).
+    ``output_device``: where the image lives (e.g. "cpu" to keep a GPU's memory for the tile).
     """
+    if norm not in ("volume", "tile"):
+        raise ValueError(f"norm must be 'volume' or 'tile', not {norm!r}")
     progress = Progress.wrap(progress)
     z = latent / scale_factor
     context = autocast if autocast is not None else contextlib.nullcontext()
+
+    def run(window):
+        with context:
+            return autoencoder.decode_stage_2_outputs(window).float()
+
     if tile is None:
         progress.start("decoding", 1)
         progress.check()
-        with context:
-            image = autoencoder.decode_stage_2_outputs(z).float()
+        image = run(z)
         progress.step("decoding", 1, 1)
         progress.close()
         return image if output_device is None else image.to(output_device)
 
-    from monai.inferers import SlidingWindowInferer
-
-    from SynthMedLib.sampling.volume_norm import VolumeGroupNorm
-
-    roi = _as_tuple(tile, z.ndim - 2)
-    passes = norm_passes + 1
-    total = window_count(z.shape[2:], roi, overlap) * z.shape[0] * passes
-    done = [0]
-
-    def decode_window(window):
-        progress.check()
-        with context:
-            out = autoencoder.decode_stage_2_outputs(window).float()
-        done[0] += window.shape[0]
-        progress.step("decoding", done[0], total)
-        return out
-
-    inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=overlap, mode="gaussian",
-                                   device=output_device)
+    spatial = tuple(z.shape[2:])
+    if halo is None:
+        halo = decoder_reach(autoencoder, z.shape[1], len(spatial))
+    plan = tiles(spatial, _as_tuple(tile, len(spatial)), _as_tuple(halo, len(spatial)))
+    order = []
+    if norm == "volume":
+        first_window = z[:1][(slice(None), slice(None)) + plan[0][1]]
+        order = VolumeGroupNorm(autoencoder).learn_order(run, first_window)
+    total, done = len(plan) * z.shape[0] * (len(order) + 1), 0
     progress.start("decoding", total)
     images = []
     try:
-        # One sample at a time: the group-norm statistics are per sample.
-        for item in z.split(1):
+        for item in z.split(1):  # group-norm statistics are per sample
             norms = VolumeGroupNorm(autoencoder)
             with norms.active():
-                for index in range(passes):
-                    norms.start_pass(record=index < norm_passes)
-                    image = inferer(item, decode_window)
+                for layer in order:
+                    norms.measure(layer)
+                    for core, box in plan:
+                        progress.check()
+                        norms.core = _core_fractions(core, box)
+                        try:
+                            run(item[(slice(None), slice(None)) + box])
+                        except StopTile:
+                            pass
+                        done += 1
+                        progress.step("decoding", done, total)
+                    norms.finish_measure()
+                norms.core = None
+                image = None
+                for core, box in plan:
+                    progress.check()
+                    image = _place(image, run(item[(slice(None), slice(None)) + box]), core, box, spatial,
+                                   output_device)
+                    done += 1
+                    progress.step("decoding", done, total)
             images.append(image)
         return torch.cat(images)
     finally:
         progress.close()
+
+
+def _core_fractions(core, box):
+    """The core's place inside its window as fractions: every decoder layer's resolution is a
+    multiple of the latent's, so the same fractions select the core at each norm layer."""
+    return [((c.start - w.start) / (w.stop - w.start), (c.stop - w.start) / (w.stop - w.start))
+            for c, w in zip(core, box)]
+
+
+def _place(image, decoded, core, context_box, spatial, output_device):
+    zoom = [decoded.shape[2 + i] // (w.stop - w.start) for i, w in enumerate(context_box)]
+    if image is None:
+        size = [n * f for n, f in zip(spatial, zoom)]
+        image = torch.zeros((1, decoded.shape[1], *size), dtype=decoded.dtype,
+                            device=output_device or decoded.device)
+    source = tuple(slice((c.start - w.start) * f, (c.stop - w.start) * f) for c, w, f in zip(core, context_box, zoom))
+    target = tuple(slice(c.start * f, c.stop * f) for c, f in zip(core, zoom))
+    image[(slice(None), slice(None)) + target] = decoded[(slice(None), slice(None)) + source].to(image.device)
+    return image
