@@ -28,8 +28,9 @@ def main():
     parser.add_argument("--volume-course", default=None, help="a fitted course (JSON)")
     parser.add_argument("--fit-volume-course", type=int, default=0, metavar="N",
                         help="fit a course on N training subjects per diagnosis first")
+    parser.add_argument("--auxiliary-only", action="store_true",
+                        help="score only the volume course against the truth (no diffusion model)")
     args = parser.parse_args()
-    model, weights = load_model(args, "progression")
     grid = native_grid(args.spacing)
     offsets = [float(v) for v in args.offsets.split(",")]
     course = VolumeCourse.load(args.volume_course) if args.volume_course else None
@@ -42,6 +43,9 @@ def main():
             from pathlib import Path
             Path(args.out).mkdir(parents=True, exist_ok=True)
             course.save(Path(args.out) / "volume_course.json")
+    if args.auxiliary_only:
+        return score_auxiliary(course, args, grid, offsets)
+    model, weights = load_model(args, "progression")
     print(f"model {model.card['id']} ({weights}); native grid {grid.GetSize()} at "
           f"{args.spacing} mm, oblique")
 
@@ -79,6 +83,31 @@ def main():
                {"records": records, "identity": identity, "weights": weights,
                 "cost": {k: {"wall_s": v[0], "stages_s": v[1]} for k, v in walls.items()},
                 "volume_course": None if course is None else course.rates})
+
+
+def score_auxiliary(course, args, grid, offsets):
+    """The volume course alone: true baseline volumes x its predicted factor vs the true
+    follow-up volumes, on held-out subjects."""
+    if course is None:
+        raise SystemExit("--auxiliary-only needs --volume-course or --fit-volume-course")
+    errors, signs = {}, []
+    for subject in held_out_cases(args.subjects):
+        _, _, start = rendered(subject, subject.baseline_age, grid)
+        for offset in offsets:
+            if subject.baseline_age + offset > 95.0:
+                continue
+            _, _, truth = rendered(subject, subject.baseline_age + offset, grid)
+            factors = course.factors(subject.diagnosis, offset)
+            for key, factor in factors.items():
+                predicted, true = start[key] * (factor - 1.0), truth[key] - start[key]
+                errors.setdefault(key, []).append(abs(predicted - true) / max(abs(true), 1e-6))
+                if key == "ventricles_ml":
+                    signs.append((predicted > 0) == (true > 0))
+    rows = [("volume course", f"{course.name}, fitted on {course.fitted_on}")]
+    rows += [(f"{key}: change relative error", f"{100 * sum(v) / len(v):.1f} % ({len(v)} cases)")
+             for key, v in errors.items()]
+    rows.append(("ventricles: sign right", f"{sum(signs)}/{len(signs)}"))
+    print_table("Volume course: scored against the cohort", rows, args.out)
 
 
 if __name__ == "__main__":
