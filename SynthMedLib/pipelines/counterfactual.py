@@ -12,7 +12,6 @@ between two images that went through the same inversion, sampler and decoder, so
 cannot reproduce of the subject cancels out instead of appearing as "aging".
 """
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
@@ -44,7 +43,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     source = condition_values(card, source)
     targets = [condition_values(card, dict(source, **target)) for target in targets]
     steps = int(steps or card["scheduler"].get("default_steps", 50))
-    autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
+    autoencoder = model.network("autoencoder")
 
     # 1. native scan -> model space (once per scan and model space)
     space, digest = ModelSpace.from_card(card), scan_digest(image)
@@ -83,8 +82,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     # 6. back onto the input's grid, keeping the subject's identity
     grid = space.grid()
     reconstruction = array_to_image(images[0], grid)
-    voxel_ml = np.prod(space.spacing) / 1000.0 * abs(np.linalg.det(
-        np.reshape(mapping.transform.GetMatrix(), (3, 3))))
+    voxel_ml = mapping.model_voxel_ml()
     results = []
     names = names or [f"age-{_format(t['age'])}" if "age" in t else f"target-{i + 1}"
                       for i, t in enumerate(targets)]
@@ -105,10 +103,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     record = provenance(model, "counterfactual", source_conditions=source,
                         sampler=deterministic_sampler(card), steps=steps, identity=identity,
                         inversion_cached=inversion_cached, input_sha256=digest,
-                        registration={"dice": round(mapping.dice, 4),
-                                      "matrix": list(mapping.transform.GetMatrix()),
-                                      "translation": list(mapping.transform.GetTranslation()),
-                                      "center": list(mapping.transform.GetCenter())})
+                        registration=mapping.record())
     reference = label_volumes(labels[0], card, voxel_ml) if labels is not None else {}
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,

@@ -15,7 +15,6 @@ from the time gap and covariates, not from the draws. Cards without a ControlNet
 counterfactual aging at the follow-up ages (inversion instead of ControlNet conditioning).
 """
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
@@ -97,8 +96,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     # 5. onto the baseline's grid, keeping the subject's identity
     grid = space.grid()
     reference = array_to_image(images[0], grid)
-    voxel_ml = np.prod(space.spacing) / 1000.0 * abs(np.linalg.det(
-        np.reshape(mapping.transform.GetMatrix(), (3, 3))))
+    voxel_ml = mapping.model_voxel_ml()
     native_baseline = sitk.Cast(baseline, sitk.sitkFloat32)
     reference_volumes = label_volumes(labels[0], card, voxel_ml) if labels is not None else {}
     expected = None if volume_course is None else volume_course.predict(
@@ -123,10 +121,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
                         steps=steps, seed=seed, draws=draws, identity=identity,
-                        registration={"dice": round(mapping.dice, 4),
-                                      "matrix": list(mapping.transform.GetMatrix()),
-                                      "translation": list(mapping.transform.GetTranslation()),
-                                      "center": list(mapping.transform.GetCenter())},
+                        registration=mapping.record(),
                         volume_course=None if volume_course is None else volume_course.name)
     return Series("progression", results, reference_volumes, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,

@@ -40,6 +40,18 @@ class NativeMapping:
         return sitk.Resample(model_image, size, self.transform.GetInverse(), interpolator,
                              origin, spacing, direction, float(default), pixel_type)
 
+    def model_voxel_ml(self):
+        """The subject's volume (ml) one model-space voxel stands for: the model voxel scaled by
+        the registration (a small head registered to the template is counted at its own size)."""
+        matrix = np.reshape(self.transform.GetMatrix(), (3, 3))
+        return float(np.prod(self.space.spacing) / 1000.0 * abs(np.linalg.det(matrix)))
+
+    def record(self):
+        """The registration, for provenance sidecars."""
+        return {"dice": round(self.dice, 4), "matrix": list(self.transform.GetMatrix()),
+                "translation": list(self.transform.GetTranslation()),
+                "center": list(self.transform.GetCenter())}
+
     def _on_native_grid(self, array):
         size, spacing, origin, direction = self.native_grid
         image = sitk.GetImageFromArray(array)
