@@ -61,10 +61,14 @@ def read_scan(path):
     if not path.is_file():
         raise InputError(f"no image file at {path}")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise InputError(f"cannot read {path} as an image: {str(error).strip().splitlines()[-1]}"
                          ) from None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        # Some converters write a 3D scan as 4D with one volume; that is still one 3D scan.
+        image = image[:, :, :, 0]
+    return image
 
 
 def scan_stem(path):
