@@ -20,7 +20,7 @@ from SynthMedLib.pipelines.identity import transfer_change
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, scan_digest
 from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
                                              crop_latent, deterministic_sampler, encode,
-                                             image_to_tensor, scale_factor, split_outputs)
+                                             image_to_tensor, split_outputs)
 from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
                                            provenance)
 from SynthMedLib.sampling.decode import decode
@@ -52,7 +52,8 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
 
     # 2. encode
     with torch.no_grad():
-        z0 = encode(autoencoder, image_to_tensor(model_image, model.device), card)
+        z0 = encode(autoencoder, image_to_tensor(model_image, model.device), card,
+                    model.latent_scale)
     timer.lap("encode")
 
     # 3. invert under the source conditions, once per scan and conditions
@@ -74,7 +75,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     timer.lap("regeneration")
 
     # 5. decode
-    decoded = decode(autoencoder, crop_latent(latents, card), scale_factor(card),
+    decoded = decode(autoencoder, crop_latent(latents, card), model.latent_scale,
                      progress=progress)
     images, labels = split_outputs(decoded, card)
     timer.lap("decode")

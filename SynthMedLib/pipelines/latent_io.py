@@ -43,13 +43,13 @@ def _pad_slices(small, large):
 
 
 @torch.no_grad()
-def encode(autoencoder, image, card):
+def encode(autoencoder, image, card, scale=None):
     """The latent of a (B, 1, D, H, W) model-space image: the posterior mean, scaled.
 
     MONAI's ``encode_stage_2_inputs`` draws a sample from the posterior; the mean keeps the
     counterfactual deterministic (the same scan always gives the same answer)."""
     z_mu, _ = autoencoder.encode(image)
-    z = z_mu * scale_factor(card)
+    z = z_mu * (scale_factor(card) if scale is None else scale)
     unet_shape, codec_shape = _latent_shapes(card)
     if tuple(z.shape[2:]) != codec_shape:
         raise CardError(f"the autoencoder produced a latent of shape {tuple(z.shape[2:])}, the "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from SynthMedLib.errors import WeightsError
+from SynthMedLib.pipelines.latent_io import scale_factor as card_scale_factor
 
 
 @dataclass
@@ -18,6 +19,7 @@ class LoadedModel:
     networks: dict                      # name -> torch.nn.Module in eval mode
     device: torch.device = torch.device("cpu")
     weights_sha256: dict = field(default_factory=dict)   # name -> sha256 ("random" in tests)
+    scale_factor: float = None          # None: the card's latent.scale_factor
 
     def __post_init__(self):
         for network in self.networks.values():
@@ -28,6 +30,11 @@ class LoadedModel:
         """What determines the model's outputs (for caches and provenance)."""
         return {"id": self.card["id"], "version": self.card["version"],
                 "weights": dict(sorted(self.weights_sha256.items()))}
+
+    @property
+    def latent_scale(self):
+        """The latent scale factor: from the checkpoint when the card says so (MAISI)."""
+        return self.scale_factor if self.scale_factor is not None else card_scale_factor(self.card)
 
     def network(self, name):
         if name not in self.networks:
@@ -45,45 +52,10 @@ def file_sha256(path, chunk=1 << 20):
 
 
 def load_model(card, pipeline, device="cpu"):
-    """Build the networks ``pipeline`` needs and load their weights (safetensors or
-    ``torch.load(weights_only=True)``), failing with a WeightsError the user can act on.
+    """The networks ``pipeline`` needs with their weights, through the weights package (safe
+    reading, legacy/MAISI conversion, key checks, MAISI's scale factor, cached sha256)."""
+    from SynthMedLib.weights.load import load_model as load_weights
 
-    Prefers the weights package's loader (conversion of legacy formats) when it offers one."""
-    from SynthMedLib.networks import build_network
-    from SynthMedLib.weights.cache import candidate_paths, find_weights
-
-    networks, hashes = {}, {}
-    for name in card.networks_for(pipeline):
-        spec = card.networks[name]
-        key = spec["weights"]
-        path = find_weights(card, key)
-        if path is None:
-            places = " or ".join(str(p) for p in candidate_paths(card, key))
-            raise WeightsError(f"weights '{key}' of model '{card.id}' are not installed (looked "
-                               f"in {places}); run 'synthmed models fetch {card.id}'")
-        network = build_network(card, name)
-        state = _read_state(card, key, path)
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise WeightsError(f"weights {path} do not match network '{name}' of model "
-                               f"'{card.id}': {str(error).splitlines()[0]}") from None
-        networks[name] = network
-        hashes[key] = card.weights[key].get("sha256") or file_sha256(path)
-    return LoadedModel(card, networks, torch.device(device), hashes)
-
-
-def _read_state(card, key, path):
-    try:
-        from SynthMedLib.weights import load_state_dict  # the cards engineer's safe loader
-    except ImportError:
-        load_state_dict = None
-    if load_state_dict is not None:
-        return load_state_dict(card, key, path)
-    try:
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupted / truncated / pickled code
-        raise WeightsError(f"cannot read weights {path}: {error}") from None
+    loaded = load_weights(card, pipeline=pipeline, device=str(device))
+    return LoadedModel(loaded.card, loaded.networks, torch.device(device),
+                       dict(loaded.weights_sha256), loaded.scale_factor)

@@ -24,8 +24,7 @@ from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
 from SynthMedLib.pipelines.identity import transfer_change
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
 from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
-                                             crop_latent, encode, image_to_tensor, scale_factor,
-                                             split_outputs)
+                                             crop_latent, encode, image_to_tensor, split_outputs)
 from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
                                            provenance)
 from SynthMedLib.sampling.decode import decode
@@ -68,7 +67,8 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     # 2. encode the baseline
     with torch.no_grad():
-        z_base = encode(autoencoder, image_to_tensor(model_image, model.device), card)
+        z_base = encode(autoencoder, image_to_tensor(model_image, model.device), card,
+                    model.latent_scale)
     timer.lap("encode")
 
     # 3. every time point (0 = the reference) x every draw, one batch, same draws per time point
@@ -88,7 +88,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     # 4. latent average stabilisation, then decode
     averaged = latents.reshape(len(points), draws, *latents.shape[1:]).mean(dim=1)
-    decoded = decode(autoencoder, crop_latent(averaged, card), scale_factor(card),
+    decoded = decode(autoencoder, crop_latent(averaged, card), model.latent_scale,
                      progress=progress)
     images, labels = split_outputs(decoded, card)
     timer.lap("decode")
