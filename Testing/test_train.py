@@ -114,3 +114,17 @@ def test_bad_config_and_mismatched_checkpoint_are_clear_errors(tiny, tmp_path):
     with pytest.raises(WeightsError, match="does not fit"):
         run_stage(tiny_config(tmp_path, "autoencoder", card, data, steps=2, run_dir=str(run_dir)),
                   progress=False, export=False)
+
+
+def test_export_only_ships_an_interim_checkpoint_and_says_so(tiny, tmp_path):
+    from safetensors import safe_open
+    folder, card, data = tiny
+    card_copy = tmp_path / "card.json"
+    card_copy.write_text(card.read_text())
+    config = tiny_config(tmp_path, "autoencoder", card_copy, data, steps=6, run_dir=str(tmp_path / "interim"))
+    run_stage(config, {"steps": 2}, progress=False, export=False)
+    result = run_stage(config, progress=False, export_only=True)
+    with safe_open(result["exported"], "pt") as handle:
+        metadata = handle.metadata()
+    assert (metadata["step"], metadata["of_steps"]) == ("2", "6")
+    assert json.loads(card_copy.read_text())["weights"]["autoencoder"]["sha256"]

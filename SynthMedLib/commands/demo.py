@@ -1,6 +1,9 @@
-"""``synthmed demo``: the first thing a newcomer runs. For now it renders a few simulated-cohort
-subjects at several ages (NIfTI files + a PNG montage); it switches to the demo model later."""
+"""``synthmed demo``: the first thing a newcomer runs. With the embedded demo-brain model it
+generates samples at three ages (one noise seed per row: the same synthetic person aging), with
+label maps, JSON sidecars, volumes.tsv and a PNG montage, no download. ``--source cohort`` (or a
+checkout without the model's weights) renders simulated-cohort subjects instead."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from SynthMedLib.errors import InputError
@@ -8,6 +11,9 @@ from SynthMedLib.errors import InputError
 # Held-out seeds, one subject per diagnosis, each seen from its 60s to its 90s.
 DEMO_SUBJECTS = ((1_000_001, "F", "CN", 62.0), (1_000_002, "M", "MCI", 66.0), (1_000_003, "F", "AD", 70.0))
 DEMO_AGES = (60.0, 70.0, 80.0, 90.0)
+# The model demo: (sex, diagnosis, noise seed) per row, one column per age.
+MODEL_ROWS = (("F", "CN", 0), ("F", "AD", 0), ("M", "MCI", 1))
+MODEL_AGES = (60.0, 75.0, 90.0)
 
 
 def register(subparsers):
@@ -17,11 +23,25 @@ def register(subparsers):
         "label maps, volumes.tsv and montage.png in --out. Needs no download.",
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    parser.add_argument("--spacing", type=float, default=2.0, help="voxel size in mm (default 2)")
+    parser.add_argument("--spacing", type=float, default=2.0,
+                        help="voxel size in mm of the cohort renders (default 2)")
+    parser.add_argument("--source", choices=("auto", "model", "cohort"), default="auto",
+                        help="model: generate with demo-brain; cohort: render simulated subjects; "
+                        "auto (default): the model when its weights are installed")
     parser.set_defaults(func=run)
 
 
 def run(args):
+    if args.source == "model" or (args.source == "auto" and model_available()):
+        montage = run_model_demo(args.out)
+        print(f"wrote {len(MODEL_ROWS) * len(MODEL_AGES)} generated samples and the montage {montage}")
+        return 0
+    if args.source == "auto":
+        print("the demo-brain weights are not installed: rendering simulated-cohort subjects instead")
+    return run_cohort_demo(args)
+
+
+def run_cohort_demo(args):
     from SynthMedLib.cohort import Subject, model_grid, render
     from SynthMedLib.cohort.bids import write_rendering, write_tables
     from SynthMedLib.cohort.montage import write_montage
@@ -49,3 +69,75 @@ def run(args):
     montage = write_montage(out / "montage.png", grid)
     print(f"wrote {len(rows)} simulated scans and the montage {montage}")
     return 0
+
+
+@dataclass
+class _Person:
+    """What the montage shows in a row label."""
+    participant_id: str
+    sex: str
+    diagnosis: str
+
+
+@dataclass
+class _Sample:
+    """A generated sample shaped like a cohort Rendering, for the montage writer."""
+    subject: _Person
+    age: float
+    image: object
+    labels: object
+    volumes: dict
+
+
+def model_available(model_id="demo-brain"):
+    """True when the card and the weights the generate pipeline needs are installed."""
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.errors import SynthMedError
+    from SynthMedLib.weights.cache import find_weights
+    try:
+        card = load_card(model_id)
+    except SynthMedError:
+        return False
+    return all(find_weights(card, card.networks[name]["weights"]) is not None
+               for name in card.networks_for("generate"))
+
+
+def run_model_demo(out, model_id="demo-brain"):
+    import SimpleITK as sitk
+    from tqdm import tqdm
+
+    from SynthMedLib import provenance
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.cohort import measure_volumes
+    from SynthMedLib.cohort.montage import write_montage
+    from SynthMedLib.pipelines.generate import generate
+    from SynthMedLib.pipelines.loaded_model import load_model
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    card = load_card(model_id)
+    model = load_model(card, "generate")
+    keys = ("ventricles_ml", "csf_ml", "gm_ml", "wm_ml")
+    rows, table = [], ["\t".join(("file", "sex", "diagnosis", "age", "seed") + keys)]
+    with tqdm(total=len(MODEL_ROWS) * len(MODEL_AGES), desc="demo", unit="sample") as bar:
+        for sex, diagnosis, seed in MODEL_ROWS:
+            row = []
+            for age in MODEL_AGES:
+                sample = generate(model, {"age": age, "sex": sex, "diagnosis": diagnosis}, seed=seed,
+                                  device="cpu")[0]
+                stem = out / f"{card.id}_{sex}-{diagnosis}_age-{age:g}_seed-{seed}"
+                sitk.WriteImage(sample.image, f"{stem}_T1w.nii.gz", True)
+                sitk.WriteImage(sample.labels, f"{stem}_dseg.nii.gz", True)
+                provenance.write_sidecar(f"{stem}_T1w.json", sample.provenance)
+                volumes = measure_volumes(sample.labels)
+                table.append("\t".join([stem.name, sex, diagnosis, f"{age:g}", str(seed)]
+                                        + [f"{volumes[k]:.1f}" for k in keys]))
+                row.append(_Sample(_Person(f"seed {seed}", sex, diagnosis), age, sample.image,
+                                   sample.labels, volumes))
+                bar.update()
+            rows.append(row)
+    (out / "volumes.tsv").write_text("\n".join(table) + "\n")
+    return write_montage(out / "montage.png", rows,
+                         title=f"SynthMed {card.id}: generated (synthetic) T1 + label maps")

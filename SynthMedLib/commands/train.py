@@ -22,6 +22,8 @@ def register(subparsers):
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the config's)")
     parser.add_argument("--no-export", action="store_true",
                         help="do not write the final weights beside the model card")
+    parser.add_argument("--export-only", action="store_true",
+                        help="do not train: export the newest checkpoint (e.g. an interim model)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -36,7 +38,7 @@ def run(args):
     if config["stage"] != args.stage:
         raise InputError(f"{args.config} is a '{config['stage']}' config, not '{args.stage}'")
     result = run_stage(args.config, overrides, progress=not args.no_progress,
-                       export=not args.no_export)
+                       export=not args.no_export, export_only=args.export_only)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
         return 0
     resumed = f" (resumed from step {result['resumed_from']})" if result["resumed_from"] else ""

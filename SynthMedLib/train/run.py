@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from SynthMedLib.errors import WeightsError
 from SynthMedLib.train import checkpoint as ckpt
 from SynthMedLib.train.config import load_config
 from SynthMedLib.train.distributed import Distributed
@@ -54,7 +55,7 @@ def _latents(card, data, config, dist, progress):
     return Latents(mu, sigma, scale)
 
 
-def run_stage(config_path, overrides=None, progress=True, cancel=None, export=True):
+def run_stage(config_path, overrides=None, progress=True, cancel=None, export=True, export_only=False):
     config = load_config(config_path, overrides)
     torch.set_num_threads(int(config["threads"]))
     dist = Distributed()
@@ -82,14 +83,26 @@ def run_stage(config_path, overrides=None, progress=True, cancel=None, export=Tr
                 init_from_unet(network, unet)
             stage = ControlNetStage(network, unet, latents, conditions, data.meta, card, config)
 
+    if export_only:
+        return {"step": ckpt.read_state(ckpt.find_checkpoint(config["run_dir"]))["step"],
+                "resumed_from": None, "last_losses": {},
+                "exported": str(export_checkpoint(config, stage_name, card_updates))}
     result = train(stage, config, config["run_dir"], progress=progress, cancel=cancel)
     if export and dist.is_main and result["step"] >= int(config["steps"]):
-        folder = ckpt.find_checkpoint(config["run_dir"])
-        name = f"ema_{stage_name}" if (Path(folder) / f"ema_{stage_name}.safetensors").exists() else stage_name
-        from safetensors.torch import load_file
-        state = load_file(str(Path(folder) / f"{name}.safetensors"))
-        result["exported"] = str(export_network(
-            config["card"], stage_name, state, card_updates,
-            metadata={"stage": stage_name, "step": result["step"], "source": name}))
+        result["exported"] = str(export_checkpoint(config, stage_name, card_updates))
         (Path(config["run_dir"]) / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def export_checkpoint(config, stage_name, card_updates):
+    """Export the run's newest checkpoint (its EMA weights when kept) beside the card; the
+    safetensors metadata says which step of how many it is, so an interim export is visible."""
+    from safetensors.torch import load_file
+    folder = ckpt.find_checkpoint(config["run_dir"])
+    if folder is None:
+        raise WeightsError(f"{config['run_dir']} has no checkpoint to export")
+    name = f"ema_{stage_name}" if (Path(folder) / f"ema_{stage_name}.safetensors").exists() else stage_name
+    step = ckpt.read_state(folder)["step"]
+    return export_network(config["card"], stage_name, load_file(str(Path(folder) / f"{name}.safetensors")),
+                          card_updates, metadata={"stage": stage_name, "step": step,
+                                                  "of_steps": config["steps"], "source": name})
