@@ -140,5 +140,8 @@ def write_report(result, out, run_root=None, command="synthmed evaluate"):
     missed = [what for what, _, _, ok in rows if not ok]
     if missed:
         lines += ["", "## Missed targets", ""] + [f"- {what}" for what in missed]
+    notes = out / "report_notes.md"  # hand-written analysis, kept across re-evaluations
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return rows

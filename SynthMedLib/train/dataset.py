@@ -37,8 +37,12 @@ def subjects_and_ages(dataset):
 
 
 def cache_key(dataset, card):
+    # The cohort's model version is part of the key: a changed aging/appearance model must not be
+    # served from a cache rendered by the old one (the demo's first training data was).
+    from SynthMedLib.cohort import MODEL_VERSION
+
     content = {"dataset": {k: dataset[k] for k in sorted(dataset) if k not in ("cache_dir", "workers")},
-               "space": card["space"], "format": 2}
+               "space": card["space"], "format": 2, "cohort": MODEL_VERSION}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
