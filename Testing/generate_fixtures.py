@@ -42,13 +42,14 @@ def tiny_brain_data():
     return data
 
 
-def register_tiny_brain(folder, seed=0):
-    """Write the tiny brain model into ``folder`` and register it; returns its Card (from the cache)."""
+def register_tiny_brain(folder, seed=0, data=None):
+    """Write the tiny brain model (or ``data``, a variant of it) into ``folder`` and register it;
+    returns its Card (from the cache)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = tiny_brain_data()
+    data = tiny_brain_data() if data is None else data
     card = Card(data)
     for index, name in enumerate(("autoencoder", "diffusion", "controlnet")):
         state = {k: v.contiguous() for k, v in _perturbed(card, name, seed + index).state_dict().items()}

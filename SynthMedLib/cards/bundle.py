@@ -68,7 +68,8 @@ def card_from_bundle(folder, model_id):
         "citation": (metadata.get("references") or [f"see {folder / 'docs'}"])[0],
         "source": str((folder / "configs" / "inference.json").resolve()),
         "notes": [f"converted from the MONAI bundle at {folder.resolve()}"] + notes,
-        "space": {"shape": shape, "spacing": spacing if spacing_known else [1.0, 1.0, 1.0],
+        # A MONAI bundle trains on LoadImage arrays, whose axes are (x, y, z).
+        "space": {"array_axes": "xyz", "shape": shape, "spacing": spacing if spacing_known else [1.0, 1.0, 1.0],
                   "orientation": "RAS", "template": None,
                   "intensity": {"method": "minmax", "range": [0.0, 1.0]}},
         "networks": networks,

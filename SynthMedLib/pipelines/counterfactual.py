@@ -52,7 +52,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
 
     # 2. encode
     with torch.no_grad():
-        z0 = encode(autoencoder, image_to_tensor(model_image, model.device), card,
+        z0 = encode(autoencoder, image_to_tensor(model_image, card, model.device), card,
                     model.latent_scale)
     timer.lap("encode")
 

@@ -19,7 +19,7 @@ import torch
 from SynthMedLib import provenance
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
-    split_outputs
+    network_shape, split_outputs, to_network_axes
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, parse_dtype, pick_device, seeded_noise
@@ -151,12 +151,12 @@ def _latent_shape(card, grid):
         size, multiple = grid.GetSize(), _size_multiple(card)
         if any(n % multiple for n in size):
             raise InputError(f"model '{card['id']}' needs grid sizes divisible by {multiple}, got {size}")
-        return (channels,) + tuple(n // card.latent_downsampling for n in reversed(size))
-    return (channels,) + tuple(int(v) for v in reversed(card["latent"]["shape"]))
+        return (channels,) + network_shape(card, [n // card.latent_downsampling for n in size])
+    return (channels,) + network_shape(card, card["latent"]["shape"])
 
 
 def _label_condition(card, label_map, label_mapping, grid, device):
-    """(ControlNet input (1, C, z, y, x) or None, label array on the model grid or None)."""
+    """(ControlNet input (1, C, *network axes) or None, label array (z, y, x) on the model grid or None)."""
     wants = ((card["conditioning"] or {}).get("controlnet") or {}).get("input") == "label_map"
     if not wants:
         if label_map is not None:
@@ -178,7 +178,8 @@ def _label_condition(card, label_map, label_mapping, grid, device):
         raise InputError("the label map has no labels inside the model grid")
     channels = int(card["conditioning"]["controlnet"].get("channels", 8))
     # MAISI's binarize_labels: bit b of the label id in channel b.
-    bits = torch.from_numpy(array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
+    network_array = np.ascontiguousarray(to_network_axes(array, card))
+    bits = torch.from_numpy(network_array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
     return bits.float().to(device), array.astype(np.uint8)
 
 

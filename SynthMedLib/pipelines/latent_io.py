@@ -1,8 +1,12 @@
 """Model-space images <-> latents, and conditions -> condition vectors, as the card says.
 
 Shared by the counterfactual and progression pipelines: both start from a real scan, so they
-encode (generate never does). Tensors follow numpy's axis order (z, y, x) like the training data
-(``sitk.GetArrayFromImage``); the card's ``space.shape`` is SimpleITK's (x, y, z).
+encode (generate never does). The card's ``space.shape`` is SimpleITK's (x, y, z); arrays on our
+side are numpy's (z, y, x) (``sitk.GetArrayFromImage``), and tensors handed to the networks follow
+the card's ``space.array_axes``: the published MONAI bundles were trained on LoadImage's (x, y, z)
+arrays, the demo model on (z, y, x). Feeding a network the other order silently swaps left-right
+with head-foot, so every crossing between arrays and network tensors goes through
+``to_network_axes`` / ``from_network_axes``.
 """
 
 import numpy as np
@@ -25,16 +29,37 @@ def scale_factor(card):
     return float(value)
 
 
-def image_to_tensor(model_image, device="cpu"):
-    array = sitk.GetArrayFromImage(model_image).astype(np.float32)
-    return torch.from_numpy(array)[None, None].to(device)
+def network_axes(card):
+    return card_section(card, "space", {}).get("array_axes", "zyx")
+
+
+def to_network_axes(array, card):
+    """A numpy-ordered (..., z, y, x) array or tensor in the order the card's networks expect."""
+    if network_axes(card) == "zyx":
+        return array
+    return array.swapaxes(-1, -3) if isinstance(array, np.ndarray) else array.transpose(-1, -3)
+
+
+# Reversing three axes is its own inverse.
+from_network_axes = to_network_axes
+
+
+def network_shape(card, xyz_shape):
+    """A SimpleITK-ordered (x, y, z) size as the networks' spatial shape."""
+    xyz = tuple(int(v) for v in xyz_shape)
+    return xyz if network_axes(card) == "xyz" else xyz[::-1]
+
+
+def image_to_tensor(model_image, card, device="cpu"):
+    array = to_network_axes(sitk.GetArrayFromImage(model_image).astype(np.float32), card)
+    return torch.from_numpy(np.ascontiguousarray(array))[None, None].to(device)
 
 
 def _latent_shapes(card):
     latent = card_section(card, "latent", {})
-    unet = tuple(int(v) for v in reversed(latent["shape"]))
+    unet = network_shape(card, latent["shape"])
     codec = latent.get("autoencoder_shape")
-    return unet, (unet if codec is None else tuple(int(v) for v in reversed(codec)))
+    return unet, (unet if codec is None else network_shape(card, codec))
 
 
 def _pad_slices(small, large):
@@ -70,11 +95,11 @@ def crop_latent(z, card):
 
 
 def split_outputs(decoded, card):
-    """(images (B, D, H, W), labels (B, D, H, W) uint8 or None) from the decoder's output.
+    """(images (B, z, y, x), labels (B, z, y, x) uint8 or None) from the decoder's output.
 
     A card with ``outputs.labels`` decodes the image in channel 0 and one logit channel per label
     id (background 0 included) after it; the label map is their argmax."""
-    decoded = decoded.float().cpu()
+    decoded = from_network_axes(decoded.float().cpu(), card).contiguous()
     images = decoded[:, 0].numpy()
     labels_spec = card_section(card, "outputs", {}).get("labels")
     if not labels_spec or decoded.shape[1] == 1:

@@ -67,7 +67,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     # 2. encode the baseline
     with torch.no_grad():
-        z_base = encode(autoencoder, image_to_tensor(model_image, model.device), card,
+        z_base = encode(autoencoder, image_to_tensor(model_image, card, model.device), card,
                     model.latent_scale)
     timer.lap("encode")
 
