@@ -16,13 +16,12 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
-from SynthMedLib.pipelines.identity import transfer_change
+from SynthMedLib.pipelines.back_to_native import back_to_native
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, scan_digest
-from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
-                                             crop_latent, deterministic_sampler, encode,
-                                             image_to_tensor, split_outputs)
-from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
-                                           provenance)
+from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
+                                             deterministic_sampler, encode, image_to_tensor,
+                                             split_outputs)
+from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
@@ -81,31 +80,16 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     timer.lap("decode")
 
     # 6. back onto the input's grid, keeping the subject's identity
-    grid = space.grid()
-    reconstruction = array_to_image(images[0], grid)
-    voxel_ml = mapping.model_voxel_ml()
-    results = []
     names = names or [f"age-{_format(t['age'])}" if "age" in t else f"target-{i + 1}"
                       for i, t in enumerate(targets)]
-    native_input = sitk.Cast(image, sitk.sitkFloat32)
-    for i, (target, name) in enumerate(zip(targets, names), start=1):
-        progress.check()
-        output, _ = transfer_change(image, mapping, reconstruction,
-                                    array_to_image(images[i], grid), identity)
-        result = TargetResult(name, target, output, difference=sitk.Subtract(output, native_input))
-        if labels is not None:
-            result.labels = mapping.labels_to_native(array_to_image(labels[i], grid,
-                                                                    sitk.sitkUInt8))
-            result.volumes = label_volumes(labels[i], card, voxel_ml)
-        result.sidecar = {"target_conditions": target, "name": name}
-        results.append(result)
+    results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
+                                        identity, progress)
     timer.lap("native")
 
     record = provenance(model, "counterfactual", source_conditions=source,
                         sampler=deterministic_sampler(card), steps=steps, identity=identity,
                         inversion_cached=inversion_cached, input_sha256=digest,
                         registration=mapping.record())
-    reference = label_volumes(labels[0], card, voxel_ml) if labels is not None else {}
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
                    "labels": labels, "mapping": mapping})

@@ -19,14 +19,13 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.pipelines.back_to_native import back_to_native
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
 from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
-from SynthMedLib.pipelines.identity import transfer_change
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
-from SynthMedLib.pipelines.latent_io import (array_to_image, condition_values, condition_vectors,
-                                             crop_latent, encode, image_to_tensor, split_outputs)
-from SynthMedLib.pipelines.outputs import (Series, StageTimer, TargetResult, label_volumes,
-                                           provenance)
+from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent, encode,
+                                             image_to_tensor, split_outputs)
+from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import seeded_noise
@@ -94,29 +93,14 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     timer.lap("decode")
 
     # 5. onto the baseline's grid, keeping the subject's identity
-    grid = space.grid()
-    reference = array_to_image(images[0], grid)
-    voxel_ml = mapping.model_voxel_ml()
-    native_baseline = sitk.Cast(baseline, sitk.sitkFloat32)
-    reference_volumes = label_volumes(labels[0], card, voxel_ml) if labels is not None else {}
+    results, reference_volumes = back_to_native(baseline, mapping, space, card, images, labels,
+                                                followups, names, identity, progress)
     expected = None if volume_course is None else volume_course.predict(
         source, years, baseline_volumes=reference_volumes)
-    results = []
-    for i, (followup, name) in enumerate(zip(followups, names), start=1):
-        progress.check()
-        output, _ = transfer_change(baseline, mapping, reference,
-                                    array_to_image(images[i], grid), identity)
-        result = TargetResult(name, followup, output,
-                              difference=sitk.Subtract(output, native_baseline))
-        if labels is not None:
-            result.labels = mapping.labels_to_native(array_to_image(labels[i], grid,
-                                                                    sitk.sitkUInt8))
-            result.volumes = label_volumes(labels[i], card, voxel_ml)
-        result.sidecar = {"target_conditions": followup, "name": name,
-                          "years_after_baseline": years[i - 1]}
+    for i, result in enumerate(results):
+        result.sidecar["years_after_baseline"] = years[i]
         if expected is not None:
-            result.sidecar["expected_volumes"] = expected[i - 1]
-        results.append(result)
+            result.sidecar["expected_volumes"] = expected[i]
     timer.lap("native")
 
     record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
