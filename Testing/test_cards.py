@@ -16,7 +16,6 @@ SHIPPED = ("brainldm-ukb", "brlp", "maisi-ct-rflow", "demo-brain")
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(2)
 
 
 def brainldm_data():

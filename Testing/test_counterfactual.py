@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
@@ -17,15 +16,6 @@ from pipeline_fixtures import tiny_model, write_tiny_model
 from spaces_fixtures import GRIDS, brain_source, scan_on
 
 SOURCE = {"age": 62, "sex": "F", "diagnosis": "CN"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two shared cores: oversubscribed torch threads make tiny networks 20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

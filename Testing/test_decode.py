@@ -20,7 +20,6 @@ LATENT = (1, 3, 28, 4, 4)  # long along one axis so that windows are smaller tha
 
 @pytest.fixture(scope="module")
 def decoder():
-    torch.set_num_threads(2)
     torch.manual_seed(0)
     network = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 8), latent_channels=3,
                             num_res_blocks=1, norm_num_groups=4, attention_levels=(False, False),

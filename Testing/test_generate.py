@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from generate_fixtures import register_tiny_brain, register_tiny_maisi
 from SynthMedLib.cli import main
@@ -23,7 +22,6 @@ CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    torch.set_num_threads(2)
     folder = tmp_path_factory.mktemp("synthmed-home")
     patcher = pytest.MonkeyPatch()
     patcher.setenv("SYNTHMED_HOME", str(folder))

@@ -24,7 +24,6 @@ ATOL = 1e-5
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(2)
 
 
 OLD_CLASSES = {"monai.networks.nets.AutoencoderKL": "AutoencoderKL",

@@ -18,7 +18,6 @@ from weights_server import Server
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(2)
 
 
 def run(capsys, *argv):

@@ -22,7 +22,6 @@ SIZE_XYZ = (16, 24, 32)
 
 @pytest.fixture(scope="module", params=["xyz", "zyx"])
 def model(request, tmp_path_factory):
-    torch.set_num_threads(1)
     home = tmp_path_factory.mktemp(f"home-{request.param}")
     patcher = pytest.MonkeyPatch()
     patcher.setenv("SYNTHMED_HOME", str(home))

@@ -18,14 +18,6 @@ from spaces_fixtures import GRIDS, brain_source, scan_on
 COVARIATES = {"age": 70, "sex": "M", "diagnosis": "AD"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def baseline():
     return scan_on(GRIDS["lps-1.5mm"](), brain_source())

@@ -21,11 +21,6 @@ from SynthMedLib.sampling.samplers import invert, sample
 SHAPE = (3, 6, 6, 6)
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    torch.set_num_threads(2)
-
-
 def ddpm_card(prediction="epsilon"):
     return {"scheduler": {"type": "ddpm", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear_beta",
                           "beta_start": 0.0015, "beta_end": 0.0205, "prediction_type": prediction}}

@@ -20,7 +20,6 @@ ATOL = 1e-6
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(2)
 
 
 def tiny_maisi_card(folder):
