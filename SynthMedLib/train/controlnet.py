@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from SynthMedLib.train.conditions import drop_conditions
-from SynthMedLib.train.diffusion import scheduler_from_card, training_target
+from SynthMedLib.train.diffusion import noised, scheduler_from_card, training_target
 
 
 def age_span(card):
@@ -59,10 +59,7 @@ class ControlNetStage:
 
     def losses(self, network, batch, generator):
         latents = batch["latent"]
-        noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (latents.shape[0],),
-                                  generator=generator)
-        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        noise, timesteps, noisy = noised(self.scheduler, latents, generator)
         down, mid = network(x=noisy, timesteps=timesteps, controlnet_cond=batch["cond"],
                             context=batch["context"])
         prediction = self.unet(noisy, timesteps=timesteps, context=batch["context"],

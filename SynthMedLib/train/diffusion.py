@@ -24,6 +24,14 @@ def scheduler_from_card(card):
     return DDPMScheduler(**args)
 
 
+def noised(scheduler, latents, generator):
+    """(noise, timesteps, noisy latents): one forward-diffusion draw per latent, shared by the
+    UNet and ControlNet stages so both draw their random numbers in the same order."""
+    noise = torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, scheduler.num_train_timesteps, (latents.shape[0],), generator=generator)
+    return noise, timesteps, scheduler.add_noise(latents, noise, timesteps)
+
+
 def training_target(scheduler, latents, noise, timesteps):
     prediction = scheduler.prediction_type
     if prediction == "epsilon":
@@ -69,10 +77,7 @@ class DiffusionStage:
 
     def losses(self, network, batch, generator):
         latents = batch["latent"]
-        noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (latents.shape[0],),
-                                  generator=generator)
-        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        noise, timesteps, noisy = noised(self.scheduler, latents, generator)
         prediction = network(noisy, timesteps=timesteps, context=batch["context"])
         loss = F.mse_loss(prediction.float(), training_target(self.scheduler, latents, noise, timesteps))
         return {"total": loss, "mse": loss}
