@@ -128,3 +128,15 @@ def test_export_only_ships_an_interim_checkpoint_and_says_so(tiny, tmp_path):
         metadata = handle.metadata()
     assert (metadata["step"], metadata["of_steps"]) == ("2", "6")
     assert json.loads(card_copy.read_text())["weights"]["autoencoder"]["sha256"]
+
+
+def test_precision_auto_takes_bf16_only_where_the_hardware_has_it():
+    import torch
+
+    from SynthMedLib.train.loop import use_bf16
+    assert use_bf16("fp32") is False and use_bf16("bf16") is True
+    hardware = (torch.cuda.is_bf16_supported() if torch.cuda.is_available()
+                else torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert use_bf16("auto") == bool(hardware)
+    with pytest.raises(ValueError, match="precision"):
+        use_bf16("fp16")
