@@ -6,7 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject, render
-from SynthMedLib.pipelines.identity import transfer_change
+from SynthMedLib.pipelines.identity import (structure_weight, transfer_change, transfer_scaled_change,
+                                             volume_matching_scale)
 from SynthMedLib.spaces import to_model_space
 from SynthMedLib.spaces.intensity import apply_intensity
 from SynthMedLib.spaces.mapping import resample_to_model
@@ -47,3 +48,53 @@ def test_the_true_change_transferred_to_the_input_lands_near_the_true_older_scan
     # must be darker than the input's there.
     ventricles = (sitk.GetArrayFromImage(old.labels) == 1) & (sitk.GetArrayFromImage(young.labels) != 1)
     assert sitk.GetArrayFromImage(deformed)[ventricles].mean() < sitk.GetArrayFromImage(scan)[ventricles].mean()
+
+
+def test_a_damped_change_scaled_to_the_expected_volume_reaches_it(aged_pair):
+    """A model that moves the ventricles only half-way (the truth at 76 as its target for 86),
+    plus the expected ventricle volume at 86 from an auxiliary model: the scaled change must hold
+    that volume, and land nearer the true older scan than the damped change does."""
+    young, old = aged_pair
+    halfway = render(Subject(seed=HELD_OUT_SEED + 77, sex="M", diagnosis="AD", baseline_age=66.0),
+                     76.0, grid=GRIDS["oblique-2mm"]())
+    scan, truth = young.image * 1000.0, old.image * 1000.0
+    _, mapping = to_model_space(scan, MODEL_SPACE)
+    grid = MODEL_SPACE.grid()
+
+    def model_space(image):
+        return apply_intensity(resample_to_model(image, MODEL_SPACE, mapping.transform),
+                               mapping.intensity)
+
+    def model_labels(labels):
+        return sitk.Resample(labels, grid, mapping.transform, sitk.sitkNearestNeighbor, 0,
+                             sitk.sitkUInt8)
+
+    reference, target = model_space(scan), model_space(halfway.image * 1000.0)
+    reference_labels = model_labels(young.labels)
+    expected = int((sitk.GetArrayFromImage(model_labels(old.labels)) == 1).sum())
+    start = int((sitk.GetArrayFromImage(reference_labels) == 1).sum())
+    assert expected > 1.3 * start  # a real change to reach
+
+    output, moved, scale, reached = transfer_scaled_change(scan, mapping, reference, target,
+                                                           reference_labels, 1, expected)
+    damped, _ = transfer_change(scan, mapping, reference, target, "deformation")
+    reached_voxels = int((sitk.GetArrayFromImage(moved) == 1).sum())
+    assert reached and scale > 1.2, scale
+    assert abs(reached_voxels - expected) <= 0.02 * expected, (reached_voxels, expected, start)
+    brain = (sitk.GetArrayFromImage(young.labels) > 0) | (sitk.GetArrayFromImage(old.labels) > 0)
+
+    def error(image):
+        return np.abs(sitk.GetArrayFromImage(image) - sitk.GetArrayFromImage(truth))[brain].mean()
+
+    assert error(output) < error(damped), (error(output), error(damped), error(scan))
+
+
+def test_the_scale_is_bounded_and_reported_when_the_volume_cannot_be_reached():
+    labels = sitk.Image([20, 20, 20], sitk.sitkUInt8)
+    labels[8:12, 8:12, 8:12] = 1
+    labels.SetSpacing([3.0] * 3)
+    field = sitk.Image([20, 20, 20], sitk.sitkVectorFloat64, 3)
+    field.CopyInformation(labels)  # no change at all: no scale can grow the structure
+    weight = structure_weight(labels, 1)
+    scale, reached = volume_matching_scale(labels, field, weight, 1, 200)
+    assert not reached

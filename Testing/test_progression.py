@@ -116,6 +116,12 @@ def test_volume_course_fits_known_rates_and_reports_expected_volumes(baseline, t
     series = progression(tiny_model(), baseline, COVARIATES, [2], draws=1, volume_course=course)
     expected = series.results[0].sidecar["expected_volumes"]["ventricles_ml"]
     assert expected == pytest.approx(series.reference_volumes["ventricles_ml"] * np.exp(0.14))
+    # The demo card takes no volume conditions: the course sets the size of the change, and the
+    # label map (the reconstruction's, moved with the image) reports it when it was reachable.
+    scaled = series.results[0].sidecar["change_scaled_to"]
+    assert scaled["volume"] == "ventricles_ml" and 0.0 <= scaled["scale"] <= 8.0
+    if scaled["reached"]:
+        assert series.results[0].volumes["ventricles_ml"] == pytest.approx(expected, rel=0.05)
 
 
 def test_a_card_without_controlnet_progresses_by_counterfactual_aging(baseline):

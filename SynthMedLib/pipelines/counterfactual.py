@@ -30,7 +30,7 @@ from SynthMedLib.spaces import ModelSpace, to_model_space
 
 
 def counterfactual(model, image, source, targets, steps=None, identity="deformation",
-                   cache=DEFAULT_CACHE, progress=None, names=None):
+                   cache=DEFAULT_CACHE, progress=None, names=None, guidance=None):
     """A Series with one TargetResult per entry of ``targets``.
 
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
@@ -42,6 +42,8 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     source = condition_values(card, source)
     targets = [condition_values(card, dict(source, **target)) for target in targets]
     steps = int(steps or card["scheduler"].get("default_steps", 50))
+    guidance = float(guidance if guidance is not None else
+                     card["scheduler"].get("counterfactual_guidance", 1.0))
     autoencoder = model.network("autoencoder")
 
     # 1. native scan -> model space (once per scan and model space)
@@ -69,7 +71,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
 
     # 4. regenerate the source (reconstruction) and every target in one batch
     batch = [source] + targets
-    latents = sample(_denoiser(model, card, batch), noise.expand(len(batch), *noise.shape[1:]),
+    latents = sample(_denoiser(model, card, batch, guidance), noise.expand(len(batch), *noise.shape[1:]),
                      card, sampler=deterministic_sampler(card), steps=steps, progress=progress)
     timer.lap("regeneration")
 
@@ -106,10 +108,10 @@ def register_scan(image, space, digest, cache, progress):
     return cache.registration((digest, repr(space)), compute)
 
 
-def _denoiser(model, card, conditions):
+def _denoiser(model, card, conditions, guidance=1.0):
     vectors = condition_vectors(card, conditions).to(model.device)
     mode = card["conditioning"]["mode"]
-    return Denoiser(model.network("diffusion"), Conditioning(vectors, mode))
+    return Denoiser(model.network("diffusion"), Conditioning(vectors, mode), guidance=guidance)
 
 
 def _format(value):

@@ -21,12 +21,19 @@ Choice: a **displacement field** plus a small intensity residual.
   ``counterfactual - warped reconstruction``; that residual is added in the input's intensity
   units, smoothed to the model's resolution, so that the output is never less faithful to the
   model than the displacement alone.
+
+When an auxiliary volume model gives the expected volume of a structure at the target
+(progression with a disease course, as BrLP feeds its predicted volumes to its diffusion model),
+``transfer_scaled_change`` keeps the model's *pattern* of change and takes its *size* from the
+auxiliary model: the displacement around that structure is scaled until the reconstruction's
+label map, moved by it, holds the expected volume.
 """
 
 import numpy as np
 import SimpleITK as sitk
 
 IDENTITY_METHODS = ("deformation", "intensity", "none")
+MAX_CHANGE_SCALE = 8.0
 DEMONS_ITERATIONS = 60
 DEMONS_SMOOTHING_VOXELS = 1.0
 
@@ -86,3 +93,93 @@ def transfer_change(native_input, mapping, reference, target, method="deformatio
     residual = sitk.Subtract(target, warp_model_image(reference, displacement))
     residual = sitk.SmoothingRecursiveGaussian(residual, min(mapping.space.spacing))
     return sitk.Add(warped, mapping.difference_to_native(residual)), displacement
+
+
+def warp_model_labels(labels, displacement):
+    """A model-space label map moved by a displacement field (nearest neighbour: ids intact)."""
+    transform = sitk.DisplacementFieldTransform(sitk.Image(displacement))
+    return sitk.Resample(labels, labels, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def structure_weight(labels, label_id, margin_mm=6.0):
+    """A smooth weight in [0, 1]: 1 inside the structure ``label_id`` and within about
+    ``margin_mm`` of it, falling to 0 beyond, so that scaling the change there leaves the rest of
+    the brain as the model moved it."""
+    inside = sitk.Cast(sitk.BinaryDilate(labels == label_id, [max(1, int(round(
+        margin_mm / min(labels.GetSpacing()))))] * 3), sitk.sitkFloat32)
+    return sitk.SmoothingRecursiveGaussian(inside, margin_mm / 2)
+
+
+def locally_scaled_field(displacement, weight, scale, squarings=6):
+    """The change scaled by ``scale`` where ``weight`` is 1 and left as it is where it is 0.
+
+    Multiplying a displacement by a large factor folds it (the moved ventricles first grow, then
+    shrink again past about 3x). The model's displacement is instead treated as a stationary
+    velocity field (diffeomorphic demons' fields are close to one for changes of a voxel or
+    two), scaled, and integrated by scaling and squaring (SimpleITK has no exponential filter):
+    the result stays invertible at any scale and equals the model's own change at scale 1 up to
+    that approximation."""
+    factor = (1.0 + (float(scale) - 1.0) * sitk.GetArrayViewFromImage(weight)[..., None]) / 2 ** squarings
+    field = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(displacement) * factor,
+                                   isVector=True)
+    field.CopyInformation(displacement)
+    for _ in range(squarings):  # u <- u + u o (id + u)
+        transform = sitk.DisplacementFieldTransform(sitk.Image(field))
+        field = sitk.Add(field, sitk.Resample(field, field, transform, sitk.sitkLinear, 0.0))
+    return field
+
+
+def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7):
+    """The smallest factor s in [0, MAX_CHANGE_SCALE] for which ``labels``, moved by the change
+    scaled by s around the structure, hold ``voxels`` voxels of ``label_id``: a scan in steps of
+    1 finds the first crossing, bisection refines it to 1/128.
+
+    Returns (s, reached); when no scale reaches the volume, the one that comes closest."""
+    def count(scale):
+        moved = warp_model_labels(labels, locally_scaled_field(displacement, weight, scale))
+        return int((sitk.GetArrayViewFromImage(moved) == label_id).sum())
+
+    scales = np.arange(0.0, MAX_CHANGE_SCALE + 0.5, 1.0)
+    counts = [count(scales[0])]
+    for k in range(1, len(scales)):
+        counts.append(count(scales[k]))
+        low_side, high_side = counts[k - 1] - voxels, counts[k] - voxels
+        if low_side == 0 or low_side * high_side < 0 or high_side == 0:
+            low, high = scales[k - 1], scales[k]
+            for _ in range(iterations):
+                middle = 0.5 * (low + high)
+                if (count(middle) - voxels) * low_side > 0:
+                    low = middle
+                else:
+                    high = middle
+            return float(0.5 * (low + high)), True
+    best = int(np.argmin(np.abs(np.array(counts) - voxels)))
+    return float(scales[best]), False
+
+
+def transfer_scaled_change(native_input, mapping, reference, target, reference_labels, label_id,
+                           voxels):
+    """The input moved by the model's change from ``reference`` to ``target``, that change scaled
+    around the structure ``label_id`` so that ``reference_labels`` moved the same way hold
+    ``voxels`` voxels of it.
+
+    Only the structure's neighbourhood is scaled: elsewhere the model's own change stands, and so
+    does the intensity residual (``transfer_change``); near the structure the residual is left
+    out, since it holds the part of the structure's change the unscaled field missed, which the
+    scaled field now carries.
+
+    Returns (output image on the input grid, the moved model-space label map, the scale, whether
+    the expected volume was reached)."""
+    displacement = estimate_displacement(reference, target)
+    weight = structure_weight(reference_labels, label_id)
+    scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels)
+    field = locally_scaled_field(displacement, weight, scale)
+    source = sitk.Cast(native_input, sitk.sitkFloat32)
+    background = float(np.min(sitk.GetArrayViewFromImage(source)))
+    warped = sitk.Resample(source, source, native_transform(mapping, field),
+                           sitk.sitkLinear, background, sitk.sitkFloat32)
+    residual = sitk.Subtract(target, warp_model_image(reference, displacement))
+    residual = sitk.SmoothingRecursiveGaussian(residual, min(mapping.space.spacing))
+    residual = sitk.Multiply(residual, sitk.Subtract(1.0, weight))
+    output = sitk.Add(warped, mapping.difference_to_native(residual))
+    return output, warp_model_labels(reference_labels, field), scale, reached

@@ -8,7 +8,9 @@
        noise draws, the SAME draws for every time point, all in one batch, averaged in latent
        space (BrLP's latent average stabilisation)
     -> decode -> the change from the time-0 prediction to each follow-up applied to the baseline
-       on its own grid (identity.py) -> series + difference maps + volumes.
+       on its own grid (identity.py; with an auxiliary model and a card without volume
+       conditions, the change's size set by the expected volumes) -> series + difference maps
+       + volumes.
 
 Using the same noise draws at every time point makes the differences between time points come
 from the time gap and covariates, not from the draws. Cards without a ControlNet fall back to
@@ -19,7 +21,7 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
-from SynthMedLib.pipelines.back_to_native import back_to_native
+from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
 from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
@@ -92,11 +94,17 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     images, labels = split_outputs(decoded, card)
     timer.lap("decode")
 
-    # 5. onto the baseline's grid, keeping the subject's identity
-    results, reference_volumes = back_to_native(baseline, mapping, space, card, images, labels,
-                                                followups, names, identity, progress)
+    # 5. the auxiliary model's expected volumes, from the model's own baseline volumes
+    baseline_volumes = reference_volumes(labels, card, mapping)
     expected = None if volume_course is None else volume_course.predict(
-        source, years, baseline_volumes=reference_volumes)
+        source, years, baseline_volumes=baseline_volumes)
+    # A model that took the volumes as conditions has already been told them; otherwise the
+    # course sets the size of the change (back_to_native.py).
+    scale_to = None if expected is None or _as_conditions(card, expected[0]) else expected
+
+    # 6. onto the baseline's grid, keeping the subject's identity
+    results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
+                                identity, progress, expected=scale_to)
     for i, result in enumerate(results):
         result.sidecar["years_after_baseline"] = years[i]
         if expected is not None:
@@ -107,7 +115,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
                         steps=steps, seed=seed, draws=draws, identity=identity,
                         registration=mapping.record(),
                         volume_course=None if volume_course is None else volume_course.name)
-    return Series("progression", results, reference_volumes, record, timer.seconds,
+    return Series("progression", results, baseline_volumes, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
                    "labels": labels, "mapping": mapping})
 
