@@ -7,7 +7,7 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.cli import main
-from SynthMedLib.errors import InputError
+from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.pipelines.controlnet_input import age_channel_rule, controlnet_condition
 from SynthMedLib.pipelines.progression import progression
 from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_volume_course
@@ -66,9 +66,13 @@ def test_controlnet_age_channel_follows_the_card():
     card = tiny_card_data()
     assert age_channel_rule(card) == ("gap", 45.0)
     brlp_style = dict(card, conditioning=dict(card["conditioning"], controlnet={
-        "input": "baseline_latent_and_age", "channels": 5,
-        "description": "the baseline latent concatenated with the normalised baseline age"}))
+        "input": "baseline_latent_and_age", "channels": 5, "age_channel": {"holds": "baseline_age"}}))
     assert age_channel_rule(brlp_style) == ("baseline", (50.0, 95.0))
+    for unsaid in ({}, {"age_channel": {"holds": "gap"}}):
+        silent = dict(card, conditioning=dict(card["conditioning"], controlnet=dict(
+            {"input": "baseline_latent_and_age", "channels": 5}, **unsaid)))
+        with pytest.raises(CardError, match="age channel"):
+            age_channel_rule(silent)
     latent = torch.zeros(1, 4, 6, 8, 6)
     condition = controlnet_condition(brlp_style, latent, 77.0, [78.0, 80.0])
     assert torch.allclose(condition[:, -1], torch.full_like(condition[:, -1], 27 / 45))

@@ -1,32 +1,33 @@
 """The ControlNet's image-like input for progression: the baseline latent plus one constant
-channel carrying age. Cards differ in what that channel holds:
+channel carrying age. Cards differ in what that channel holds, and say it in
+``conditioning.controlnet.age_channel``:
 
-- BrLP (Puglisi et al., sampling.py): the *baseline* age, normalised like the age variable;
-- the demo model: the *time gap* (target age - baseline age) / 45 years.
-
-The card schema has no field for this yet, so the channel is read from the card's
-``conditioning.controlnet`` description ("target age - baseline age) / N" means a gap scaled by
-N); anything else is BrLP's convention. A dedicated schema field should replace the text match.
+- ``{"holds": "baseline_age"}``: BrLP (Puglisi et al., sampling.py), the *baseline* age
+  normalised like the age variable;
+- ``{"holds": "gap", "divide_by": 45}``: the demo model, the *time gap* (target age - baseline
+  age) / 45 years (train/controlnet.py reads the same field).
 """
-
-import re
 
 import torch
 
 from SynthMedLib.errors import CardError
 
-_GAP = re.compile(r"target age\s*-\s*baseline age\)?\s*/\s*([0-9.]+)")
-
 
 def age_channel_rule(card):
-    """("gap", scale) or ("baseline", (min, max))."""
+    """("gap", years per unit) or ("baseline", (min, max) of the age normalisation)."""
     spec = card["conditioning"].get("controlnet")
     if not spec or spec.get("input") != "baseline_latent_and_age":
         raise CardError(f"model '{card['id']}' has no ControlNet input of the kind "
                         "'baseline_latent_and_age' that progression needs")
-    match = _GAP.search(spec.get("description", ""))
-    if match:
-        return "gap", float(match.group(1))
+    rule = spec.get("age_channel")
+    if rule is None:
+        raise CardError(f"model '{card['id']}': the card does not say what the ControlNet's age "
+                        "channel holds (conditioning.controlnet.age_channel)")
+    if rule["holds"] == "gap":
+        if "divide_by" not in rule:
+            raise CardError(f"model '{card['id']}': an age channel holding the time gap needs "
+                            "'divide_by' (years)")
+        return "gap", float(rule["divide_by"])
     age = next((v for v in card["conditioning"]["variables"] if v["name"] == "age"), None)
     if age is None:
         raise CardError(f"model '{card['id']}' has no age variable to fill the ControlNet's "

@@ -2,8 +2,8 @@
 ControlNet, initialised from the UNet's encoder, learns to steer it towards the follow-up of a
 given baseline. Pairs of the same simulated subject at two ages come free from the cohort.
 
-ControlNet input: the baseline latent plus one constant channel holding the time gap
-(normalised like age), so that it knows how far to move. The cross-attention context is the
+ControlNet input: the baseline latent plus one constant channel holding the time gap divided by
+the card's ``age_channel.divide_by`` years, so that it knows how far to move. The cross-attention context is the
 target's conditions (target age, sex, diagnosis), as for the UNet; it is dropped with the same
 probability so that guidance also works under the ControlNet.
 """
@@ -11,14 +11,20 @@ probability so that guidance also works under the ControlNet.
 import torch
 import torch.nn.functional as F
 
+from SynthMedLib.errors import CardError
+from SynthMedLib.pipelines.controlnet_input import age_channel_rule
 from SynthMedLib.train.conditions import drop_conditions
 from SynthMedLib.train.diffusion import noised, scheduler_from_card, training_target
 
 
-def age_span(card):
-    variable = next(v for v in card["conditioning"]["variables"] if v["name"] == "age")
-    norm = variable.get("normalise") or {"min": variable["range"][0], "max": variable["range"][1]}
-    return float(norm["max"] - norm["min"])
+def gap_years_per_unit(card):
+    """How many years one unit of the age channel stands for (the card's
+    ``conditioning.controlnet.age_channel``, read as inference reads it)."""
+    kind, parameter = age_channel_rule(card)
+    if kind != "gap":
+        raise CardError(f"training a ControlNet needs an age channel holding the time gap; "
+                        f"model '{card['id']}' says {kind!r}")
+    return parameter
 
 
 def controlnet_condition(baseline_latent, gap_years, span):
@@ -44,7 +50,7 @@ class ControlNetStage:
         self.conditions = conditions
         self.pairs = torch.tensor(_pairs(meta), dtype=torch.long)
         self.ages = torch.tensor([m["age"] for m in meta], dtype=torch.float32)
-        self.span = age_span(card)
+        self.span = gap_years_per_unit(card)
         self.scheduler = scheduler_from_card(card)
         self.dropout = float(config.get("condition_dropout", 0.1))
 
