@@ -227,3 +227,15 @@ def test_demo_card_model_space_is_the_cohort_grid():
     assert np.allclose(grid.GetOrigin(), cohort.GetOrigin())
     assert np.allclose(grid.GetSpacing(), cohort.GetSpacing())
     assert np.allclose(grid.GetDirection(), cohort.GetDirection())
+
+
+def test_a_render_without_noise_differs_from_the_noisy_one_by_the_noise_only():
+    from SynthMedLib.cohort import HELD_OUT_SEED, Subject, render
+    subject = Subject(seed=HELD_OUT_SEED + 3, sex="F", diagnosis="CN", baseline_age=70.0)
+    noisy, clean = render(subject, 70.0, spacing=4.0), render(subject, 70.0, spacing=4.0, noise=False)
+    assert noisy.volumes == clean.volumes
+    brain = sitk.GetArrayFromImage(noisy.labels) > 0
+    difference = (sitk.GetArrayFromImage(noisy.image) - sitk.GetArrayFromImage(clean.image))[brain]
+    # Rician noise of sigma 0.01-0.03 (relative to WM ~0.86) in bright tissue: nearly Gaussian.
+    assert 0.008 < difference.std() < 0.035, difference.std()
+    assert abs(difference.mean()) < 0.01

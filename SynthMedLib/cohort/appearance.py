@@ -37,12 +37,15 @@ def bias_field(seed, reference, field_grid):
     return np.exp(sitk.GetArrayFromImage(on_reference))
 
 
-def t1_image(fractions, residual, seed, age, reference, field_grid):
-    """The T1 array on ``reference`` (Z, Y, X) from the fraction arrays of vent/csf/gm/wm."""
+def t1_image(fractions, residual, seed, age, reference, field_grid, noise=True):
+    """The T1 array on ``reference`` (Z, Y, X) from the fraction arrays of vent/csf/gm/wm;
+    ``noise=False`` leaves out the Rician noise (the anatomy and bias field stay)."""
     mu = tissue_intensities(seed)
     csf = fractions["ventricles"] + fractions["csf"]
     clean = csf * mu["csf"] + fractions["gm"] * mu["gm"] + fractions["wm"] * mu["wm"] + residual
     biased = np.clip(clean, 0.0, None) * bias_field(seed, reference, field_grid)
+    if not noise:
+        return biased.astype(np.float32)
     # Noise differs between visits (ages) of the same subject, as it would on a scanner.
     noise_rng = rng(seed, "noise", int(round(age * 100)))
     sigma = noise_rng.uniform(*NOISE_RANGE)

@@ -54,15 +54,17 @@ def pullback_transforms(subject, age):
     return sitk.CompositeTransform([aging, anatomy, scaling]), sitk.CompositeTransform([anatomy, scaling])
 
 
-def render(subject, age, spacing=3.0, grid=None):
-    """``subject`` at ``age`` on the model grid at ``spacing`` mm, or on any reference ``grid``."""
+def render(subject, age, spacing=3.0, grid=None, noise=True):
+    """``subject`` at ``age`` on the model grid at ``spacing`` mm, or on any reference ``grid``;
+    ``noise=False``: without the scanner noise (e.g. an autoencoder's noise floor)."""
     if not isinstance(subject, Subject):
         raise InputError("render needs a SynthMedLib.cohort.Subject")
     reference = model_grid(spacing) if grid is None else _check_grid(grid)
     fractions, residual = tissue_fractions(reference, *pullback_transforms(subject, age))
     labels = sitk.GetImageFromArray(label_array(fractions))
     labels.CopyInformation(reference)
-    t1 = appearance.t1_image(fractions, residual, subject.seed, float(age), reference, fields.field_grid())
+    t1 = appearance.t1_image(fractions, residual, subject.seed, float(age), reference,
+                             fields.field_grid(), noise=noise)
     image = sitk.GetImageFromArray(t1)
     image.CopyInformation(reference)
     return Rendering(subject=subject, age=float(age), image=image, labels=labels,

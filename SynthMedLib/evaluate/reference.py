@@ -1,7 +1,6 @@
 """Held-out cohort renders the evaluation compares against (subject seeds >= HELD_OUT_SEED, never
 seen in training), cached on disk like the training set."""
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -51,21 +50,6 @@ class Reference:
         return float(np.percentile(values, low)), float(np.percentile(values, high))
 
 
-@contextlib.contextmanager
-def noise_free_cohort():
-    """Renders without the cohort's Rician noise, for the autoencoder's noise floor: no
-    autoencoder reproduces i.i.d. noise, so PSNR against the noisy image is capped by the noise
-    (sigma 0.01-0.03 of WM, i.e. about 30-40 dB) whatever the model. The cohort has no switch
-    for it, so its noise range is set to zero for the duration (in this process only)."""
-    from SynthMedLib.cohort import appearance
-    saved = appearance.NOISE_RANGE
-    appearance.NOISE_RANGE = (0.0, 0.0)
-    try:
-        yield
-    finally:
-        appearance.NOISE_RANGE = saved
-
-
 def noisy_and_clean(subject, age, card):
     """(noisy, noise-free, labels) of one subject on the card's grid; both images normalised by
     the mapping fitted to the noisy one (as the training set was), so they differ only by noise."""
@@ -77,8 +61,10 @@ def noisy_and_clean(subject, age, card):
 
     grid = ModelSpace.from_card(card).grid()
     noisy = render(subject, age, grid=grid)
-    with noise_free_cohort():
-        clean = render(subject, age, grid=grid)
+    # No autoencoder reproduces i.i.d. noise: against the noisy image, PSNR is capped by the
+    # noise (sigma 0.01-0.03 of WM, about 30-40 dB) whatever the model; the noise-free render
+    # shows the reconstruction against the anatomy, and that cap.
+    clean = render(subject, age, grid=grid, noise=False)
     raw_noisy = sitk.GetArrayFromImage(noisy.image).astype(np.float64)
     mapping = fit_intensity(raw_noisy, card["space"]["intensity"])
     return (mapping.to_model(raw_noisy).astype(np.float32),
