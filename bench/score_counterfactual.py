@@ -34,6 +34,9 @@ def conditions(subject, age):
 def main():
     parser = common_arguments(__doc__.splitlines()[0])
     parser.add_argument("--reversibility-subjects", type=int, default=3)
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="regeneration guidance (default: the card's counterfactual_guidance, "
+                        "else 1; choose it with bench/calibrate_guidance.py)")
     args = parser.parse_args()
     model, weights = load_model(args, "counterfactual")
     grid = native_grid(args.spacing)
@@ -49,7 +52,8 @@ def main():
         ages = [baseline + o for o in offsets if baseline + o <= 95.0]
         series = counterfactual(model, native_input, conditions(subject, baseline),
                                 [{"age": a} for a in ages], steps=args.steps,
-                                identity=args.identity, cache=InversionCache())
+                                identity=args.identity, cache=InversionCache(),
+                                guidance=args.guidance)
         records += score_series(subject, baseline, native_input, input_labels, input_volumes,
                                 series, ages, grid, stash)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
@@ -63,11 +67,11 @@ def main():
         at80, labels80, _ = rendered(subject, 80.0, grid)
         mask = brain_mask(labels60, labels80)
         there = counterfactual(model, at60, conditions(subject, 60.0), [{"age": 80.0}],
-                               steps=args.steps, identity=args.identity,
-                               cache=InversionCache()).results[0].image
+                               steps=args.steps, identity=args.identity, cache=InversionCache(),
+                               guidance=args.guidance).results[0].image
         back = counterfactual(model, there, conditions(subject, 80.0), [{"age": 60.0}],
-                              steps=args.steps, identity=args.identity,
-                              cache=InversionCache()).results[0].image
+                              steps=args.steps, identity=args.identity, cache=InversionCache(),
+                              guidance=args.guidance).results[0].image
         reversibility.append({"seed": subject.seed, "mae_back_vs_input": brain_mae(back, at60, mask),
                               "mae_true_20y_change": brain_mae(at80, at60, mask)})
     rows.append(("reversibility 60->80->60: MAE back vs input",
@@ -81,13 +85,15 @@ def main():
     for count, ages in (("1", [80.0]), ("5", [65.0, 70.0, 75.0, 80.0, 85.0])):
         start = time.perf_counter()
         series = counterfactual(model, scan, conditions(subject, 60.0), [{"age": a} for a in ages],
-                                steps=args.steps, cache=InversionCache())
+                                steps=args.steps, cache=InversionCache(), guidance=args.guidance)
         walls[count] = (time.perf_counter() - start, series.timings)
     rows.append(("cost: 1 target age / 5 target ages (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = x{walls['5'][0] / walls['1'][0]:.2f} "
                  "(5 separate runs: x5)"))
+    guidance = args.guidance if args.guidance is not None else model.card["scheduler"].get(
+        "counterfactual_guidance", 1.0)
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
-                             f"{args.identity}"))
+                             f"{args.identity}; guidance {guidance:g}"))
     print_table("Counterfactual aging: scored against the cohort", rows, args.out)
     write_json(args.out, "counterfactual_scores.json",
                {"records": records, "identity": identity, "reversibility": reversibility,
