@@ -155,3 +155,32 @@ def test_long_work_reports_progress_and_can_be_cancelled(scan):
                        progress=progress)
     stages = [stage for stage, _, _ in events]
     assert "registration" in stages and "inversion" in stages and "sampling" not in stages
+
+
+def test_guidance_doubles_the_regeneration_batch_and_is_recorded(scan):
+    model = tiny_model()
+    recorder = BatchRecorder(model.networks["diffusion"])
+    series = counterfactual(model, scan, SOURCE, [{"age": 80}], cache=InversionCache(),
+                            guidance=2.5)
+    steps = model.card["scheduler"]["default_steps"]
+    # the inversion stays unguided; the regeneration runs conditional + unconditional together
+    assert recorder.batches == [1] * steps + [4] * steps
+    assert series.provenance["guidance"] == 2.5
+
+
+def test_a_volume_course_sizes_age_changes_only(scan, tmp_path):
+    from SynthMedLib.pipelines.volume_course import VolumeCourse
+    course = VolumeCourse({"CN": {"ventricles_ml": 0.05, "gm_ml": -0.01}}, name="test-course")
+    model = tiny_model()
+    series = counterfactual(model, scan, SOURCE,
+                            [{"age": 72}, {"age": 72, "diagnosis": "AD"}],
+                            cache=InversionCache(), volume_course=course)
+    aged, other = series.results
+    expected = aged.sidecar["expected_volumes"]["ventricles_ml"]
+    assert expected == pytest.approx(series.reference_volumes["ventricles_ml"] * np.exp(0.5))
+    assert aged.sidecar["change_scaled_to"]["volume"] == "ventricles_ml"
+    if aged.sidecar["change_scaled_to"]["reached"]:
+        assert aged.volumes["ventricles_ml"] == pytest.approx(expected, rel=0.05)
+    # another diagnosis: the course cannot say, the model's own change stands
+    assert "change_scaled_to" not in other.sidecar and "expected_volumes" not in other.sidecar
+    assert series.provenance["volume_course"] == "test-course"

@@ -25,6 +25,7 @@ from score_common import (brain_mae, brain_mask, common_arguments, held_out_case
                           write_json)
 from SynthMedLib.pipelines.counterfactual import counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache
+from SynthMedLib.pipelines.volume_course import VolumeCourse
 
 
 def conditions(subject, age):
@@ -37,8 +38,11 @@ def main():
     parser.add_argument("--guidance", type=float, default=None,
                         help="regeneration guidance (default: the card's counterfactual_guidance, "
                         "else 1; choose it with bench/calibrate_guidance.py)")
+    parser.add_argument("--volume-course", default=None,
+                        help="a fitted volume course (JSON): it sets the size of each change")
     args = parser.parse_args()
     model, weights = load_model(args, "counterfactual")
+    course = VolumeCourse.load(args.volume_course) if args.volume_course else None
     grid = native_grid(args.spacing)
     offsets = [float(v) for v in args.offsets.split(",")]
     print(f"model {model.card['id']} ({weights}); native grid {grid.GetSize()} at "
@@ -53,7 +57,7 @@ def main():
         series = counterfactual(model, native_input, conditions(subject, baseline),
                                 [{"age": a} for a in ages], steps=args.steps,
                                 identity=args.identity, cache=InversionCache(),
-                                guidance=args.guidance)
+                                guidance=args.guidance, volume_course=course)
         records += score_series(subject, baseline, native_input, input_labels, input_volumes,
                                 series, ages, grid, stash)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
@@ -68,10 +72,10 @@ def main():
         mask = brain_mask(labels60, labels80)
         there = counterfactual(model, at60, conditions(subject, 60.0), [{"age": 80.0}],
                                steps=args.steps, identity=args.identity, cache=InversionCache(),
-                               guidance=args.guidance).results[0].image
+                               guidance=args.guidance, volume_course=course).results[0].image
         back = counterfactual(model, there, conditions(subject, 80.0), [{"age": 60.0}],
                               steps=args.steps, identity=args.identity, cache=InversionCache(),
-                              guidance=args.guidance).results[0].image
+                              guidance=args.guidance, volume_course=course).results[0].image
         reversibility.append({"seed": subject.seed, "mae_back_vs_input": brain_mae(back, at60, mask),
                               "mae_true_20y_change": brain_mae(at80, at60, mask)})
     rows.append(("reversibility 60->80->60: MAE back vs input",
@@ -85,7 +89,8 @@ def main():
     for count, ages in (("1", [80.0]), ("5", [65.0, 70.0, 75.0, 80.0, 85.0])):
         start = time.perf_counter()
         series = counterfactual(model, scan, conditions(subject, 60.0), [{"age": a} for a in ages],
-                                steps=args.steps, cache=InversionCache(), guidance=args.guidance)
+                                steps=args.steps, cache=InversionCache(), guidance=args.guidance,
+                                volume_course=course)
         walls[count] = (time.perf_counter() - start, series.timings)
     rows.append(("cost: 1 target age / 5 target ages (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = x{walls['5'][0] / walls['1'][0]:.2f} "
@@ -93,7 +98,8 @@ def main():
     guidance = args.guidance if args.guidance is not None else model.card["scheduler"].get(
         "counterfactual_guidance", 1.0)
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
-                             f"{args.identity}; guidance {guidance:g}"))
+                             f"{args.identity}; guidance {guidance:g}; volume course "
+                             f"{course.name if course else 'none'}"))
     print_table("Counterfactual aging: scored against the cohort", rows, args.out)
     write_json(args.out, "counterfactual_scores.json",
                {"records": records, "identity": identity, "reversibility": reversibility,

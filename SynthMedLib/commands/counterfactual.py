@@ -15,6 +15,10 @@ def register(subparsers):
     parser.add_argument("--target-ages", required=True, help="comma-separated, e.g. 70,80,90")
     parser.add_argument("--target-diagnosis", default=None,
                         help="also change the diagnosis (default: keep the subject's)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance of the regeneration (default: the card's "
+                        "counterfactual_guidance, else 1)")
+    scan_options.add_volume_course_option(parser)
     parser.add_argument("--out", required=True, help="output folder")
     scan_options.add_model_options(parser)
     parser.add_argument("--no-cache", action="store_true",
@@ -34,10 +38,12 @@ def run(args):
     targets = [{"age": age} for age in ages]
     if args.target_diagnosis:
         targets = [dict(t, diagnosis=args.target_diagnosis) for t in targets]
+    course = scan_options.load_volume_course(args)
     model, progress = scan_options.prepare_runtime(args, "counterfactual")
     cache = InversionCache(None if args.no_cache else scan_options.inversion_cache_folder())
     series = counterfactual(model, scan, source, targets, steps=args.steps,
-                            identity=args.identity, cache=cache, progress=progress)
+                            identity=args.identity, cache=cache, progress=progress,
+                            guidance=args.guidance, volume_course=course)
     written = write_series(series, args.out, scan_options.scan_stem(args.input), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")

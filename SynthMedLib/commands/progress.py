@@ -16,9 +16,7 @@ def register(subparsers):
     parser.add_argument("--draws", type=int, default=None,
                         help="noise draws averaged per follow-up (default: the card's, else 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first noise draw")
-    parser.add_argument("--volume-course", default=None, metavar="JSON",
-                        help="auxiliary volume model (JSON, see bench/score_progression.py): "
-                        "expected volumes per follow-up")
+    scan_options.add_volume_course_option(parser)
     parser.add_argument("--out", required=True, help="output folder")
     scan_options.add_model_options(parser)
     parser.set_defaults(func=run)
@@ -32,10 +30,7 @@ def run(args):
     baseline = scan_options.read_scan(args.baseline)
     covariates = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
                       diagnosis=args.diagnosis)
-    course = None
-    if args.volume_course:
-        from SynthMedLib.pipelines.volume_course import VolumeCourse
-        course = VolumeCourse.load(args.volume_course)
+    course = scan_options.load_volume_course(args)
     model, progress = scan_options.prepare_runtime(args, "progression")
     series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
                          seed=args.seed, identity=args.identity, volume_course=course,

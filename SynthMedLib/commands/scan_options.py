@@ -24,6 +24,20 @@ def add_model_options(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_volume_course_option(parser):
+    parser.add_argument("--volume-course", default=None, metavar="JSON",
+                        help="auxiliary volume model (a fitted course, e.g. bench/results/"
+                        "volume_course.json): it sets the size of each change to its expected "
+                        "ventricle volume; the model still gives the pattern")
+
+
+def load_volume_course(args):
+    if not args.volume_course:
+        return None
+    from SynthMedLib.pipelines.volume_course import VolumeCourse
+    return VolumeCourse.load(args.volume_course)
+
+
 def add_subject_options(parser):
     parser.add_argument("--age", type=float, required=True, help="the subject's age at the scan")
     parser.add_argument("--sex", required=True, help="M or F (as the model's card codes it)")

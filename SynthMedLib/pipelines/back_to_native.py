@@ -6,7 +6,8 @@ rows 1.. are the targets. Each target becomes the input moved by the change the 
 between row 0 and that row (``identity.transfer_change``), its label map, the difference map
 (target - input) and tissue volumes, so counterfactual aging and progression give identical files.
 
-With ``expected`` volumes per target (an auxiliary volume model's prediction) and the deformation
+With ``expected`` volumes per target (an auxiliary volume model's prediction, or None for a target
+it cannot speak for) and the deformation
 identity, the size of each change comes from those volumes (``identity.transfer_scaled_change``,
 on the structure named by ``scaled_by``) and the label map is the reconstruction's moved with the
 image, so image, labels and volumes stay consistent.
@@ -38,7 +39,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     for i, (target, name) in enumerate(zip(targets, names), start=1):
         progress.check()
         target_image, sidecar = array_to_image(images[i], grid), {}
-        if scaled:
+        if scaled and expected[i - 1] is not None:
             output, moved, scale, reached = transfer_scaled_change(
                 image, mapping, reconstruction, target_image,
                 array_to_image(labels[0], grid, sitk.sitkUInt8), label_id,

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
-from SynthMedLib.pipelines.back_to_native import back_to_native
+from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, scan_digest
 from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
                                              deterministic_sampler, encode, image_to_tensor,
@@ -30,12 +30,16 @@ from SynthMedLib.spaces import ModelSpace, to_model_space
 
 
 def counterfactual(model, image, source, targets, steps=None, identity="deformation",
-                   cache=DEFAULT_CACHE, progress=None, names=None, guidance=None):
+                   cache=DEFAULT_CACHE, progress=None, names=None, guidance=None,
+                   volume_course=None):
     """A Series with one TargetResult per entry of ``targets``.
 
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
     e.g. {"age": 62, "sex": "F", "diagnosis": "CN"}. ``targets``: a list of condition dicts, each
-    completed from ``source`` (so {"age": 80} is "the same person at 80")."""
+    completed from ``source`` (so {"age": 80} is "the same person at 80"). ``guidance``: the
+    regeneration's classifier-free guidance (default: the card's ``counterfactual_guidance``).
+    ``volume_course``: an auxiliary volume model; for targets that differ from the source in age
+    only, it sets the size of the change (back_to_native.py)."""
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     if not targets:
         raise InputError("give at least one target condition (e.g. --target-ages 70,80)")
@@ -84,13 +88,19 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     # 6. back onto the input's grid, keeping the subject's identity
     names = names or [f"age-{_format(t['age'])}" if "age" in t else f"target-{i + 1}"
                       for i, t in enumerate(targets)]
+    expected = _expected_volumes(volume_course, source, targets, reference_volumes(labels, card,
+                                                                                 mapping))
     results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
-                                        identity, progress)
+                                        identity, progress, expected=expected)
+    for result, volumes in zip(results, expected or []):
+        if volumes is not None:
+            result.sidecar["expected_volumes"] = volumes
     timer.lap("native")
 
     record = provenance(model, "counterfactual", source_conditions=source,
                         sampler=deterministic_sampler(card), steps=steps, identity=identity,
-                        inversion_cached=inversion_cached, input_sha256=digest,
+                        guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
+                        volume_course=None if volume_course is None else volume_course.name,
                         registration=mapping.record())
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
@@ -106,6 +116,19 @@ def register_scan(image, space, digest, cache, progress):
     if cache is None:
         return compute()
     return cache.registration((digest, repr(space)), compute)
+
+
+def _expected_volumes(course, source, targets, baseline_volumes):
+    """Per target, the course's volumes after (target age - source age) years, or None where the
+    target changes more than age (the course knows nothing of, e.g., another diagnosis)."""
+    if course is None or not baseline_volumes:
+        return None
+    expected = []
+    for target in targets:
+        age_only = all(target[k] == v for k, v in source.items() if k != "age")
+        expected.append(course.predict(source, [target["age"] - source["age"]],
+                                       baseline_volumes=baseline_volumes)[0] if age_only else None)
+    return expected
 
 
 def _denoiser(model, card, conditions, guidance=1.0):

@@ -54,7 +54,8 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     names = [f"year-{y:g}" for y in years]
     if "controlnet" not in card["pipelines"].get("progression", []):
         return counterfactual(model, baseline, source, followups, steps=steps,
-                              identity=identity, cache=cache, progress=progress, names=names)
+                              identity=identity, cache=cache, progress=progress, names=names,
+                              volume_course=volume_course)
     draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
         "latent_average_m", DEFAULT_DRAWS))
     steps = int(steps or card["scheduler"].get("default_steps", 50))
