@@ -23,9 +23,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/synthmed demo --out $(DEMO_OUT)
 
-# The embedded demo model's training recipe (hours on a CPU; resumes where it stopped).
+# The embedded demo model's training recipe (hours on a CPU; resumes where it stopped). The shipped
+# demo-brain 2.0.0 is RECIPE=demo-brain-v2 (weights land beside training/demo-brain-v2/card.json).
+RECIPE ?= demo-brain-v2
 train-demo: setup
-	training/demo-brain/run_recipe.sh
+	RECIPE=$(RECIPE) training/demo-brain/run_recipe.sh
 
 test: setup
 	$(PY) -m pytest Testing
