@@ -121,7 +121,8 @@ def test_cli_writes_every_file_on_the_input_grid(tmp_path, monkeypatch):
             assert np.allclose(written.GetSpacing(), scan.GetSpacing())
             assert np.allclose(written.GetOrigin(), scan.GetOrigin(), atol=1e-4)
             assert np.allclose(written.GetDirection(), scan.GetDirection(), atol=1e-6)
-            assert written.GetMetaData("descrip").startswith("SYNTHETIC tiny-brain 1.0.0")
+            version = json.loads((card_folder / "card.json").read_text())["version"]
+            assert written.GetMetaData("descrip").startswith(f"SYNTHETIC tiny-brain {version} ")
         sidecar = json.loads((out / f"sub-01_age-{age}_T1w.json").read_text())
         assert sidecar["synthetic"] and sidecar["target_conditions"]["age"] == age
     rows = (out / "volumes.tsv").read_text().splitlines()

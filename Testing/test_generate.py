@@ -54,7 +54,8 @@ def test_cli_writes_images_label_maps_and_sidecars(home, capsys):
     grid = ModelSpace.from_card(load_model("tiny-brain", pipeline="generate").card).grid()
     assert same_grid(image, grid) and same_grid(labels, grid)
     assert set(np.unique(array(labels))) <= {0, 1, 2, 3, 4}
-    assert image.GetMetaData("descrip").startswith("SYNTHETIC tiny-brain 1.0.0 seed=1")
+    version = load_model("tiny-brain", pipeline="generate").card["version"]
+    assert image.GetMetaData("descrip").startswith(f"SYNTHETIC tiny-brain {version} seed=1")
     sidecar = json.loads((out / "tiny-brain_seed-1_T1w.json").read_text())
     assert sidecar["synthetic"] and sidecar["seed"] == 1 and sidecar["sampler"] == "dpm++2m"
     assert sidecar["steps"] == 4 and sidecar["guidance"] == 1.5

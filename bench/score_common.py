@@ -35,7 +35,7 @@ def common_arguments(description):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--identity", default="deformation",
-                        choices=("deformation", "intensity", "none"),
+                        choices=("deformation", "deformation+residual", "intensity", "none"),
                         help="how outputs keep the input's detail (compare the three)")
     parser.add_argument("--out", default=None, help="write the table and a JSON of every number")
     return parser

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from SynthMedLib.errors import InputError
 
-IDENTITY_CHOICES = ("deformation", "intensity", "none")
+IDENTITY_CHOICES = ("deformation", "deformation+residual", "intensity", "none")
 
 
 def add_model_options(parser):
@@ -15,8 +15,9 @@ def add_model_options(parser):
                         help="sampler steps (default: the card's default_steps)")
     parser.add_argument("--identity", choices=IDENTITY_CHOICES, default="deformation",
                         help="how the input's own detail is kept: apply the predicted "
-                        "deformation (default), add the predicted intensity change, or none "
-                        "(the model's image)")
+                        "deformation (default), the deformation plus the intensity change it "
+                        "does not explain, add the predicted intensity change, or none (the "
+                        "model's image)")
     parser.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
                         help="a further conditioning variable of the model (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")

@@ -33,7 +33,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     voxel_ml = mapping.model_voxel_ml()
     native_input = sitk.Cast(image, sitk.sitkFloat32)
     label_id = {column: i for i, column in volume_columns(card)}.get(scaled_by)
-    scaled = (expected is not None and identity == "deformation" and labels is not None
+    scaled = (expected is not None and identity.startswith("deformation") and labels is not None
               and label_id is not None)
     results = []
     for i, (target, name) in enumerate(zip(targets, names), start=1):
