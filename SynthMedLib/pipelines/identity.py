@@ -40,6 +40,7 @@ IDENTITY_METHODS = ("deformation", "deformation+residual", "intensity", "none")
 MAX_CHANGE_SCALE = 8.0
 DEMONS_ITERATIONS = 60
 DEMONS_SMOOTHING_VOXELS = 4.0
+STRUCTURE_SMOOTHING_VOXELS = 1.0
 
 
 def estimate_displacement(reference, target, smoothing=None):
@@ -116,8 +117,10 @@ def structure_weight(labels, label_id, margin_mm=6.0):
     return sitk.SmoothingRecursiveGaussian(inside, margin_mm / 2)
 
 
-def locally_scaled_field(displacement, weight, scale, squarings=6):
-    """The change scaled by ``scale`` where ``weight`` is 1 and left as it is where it is 0.
+def locally_scaled_field(displacement, weight, scale, near=None, squarings=6):
+    """The change scaled by ``scale`` where ``weight`` is 1 and left as it is where it is 0:
+    ``(1 - weight) * displacement + scale * weight * near`` (``near``: the change used near the
+    structure, default ``displacement``).
 
     Multiplying a displacement by a large factor folds it (the moved ventricles first grow, then
     shrink again past about 3x). The model's displacement is instead treated as a stationary
@@ -125,9 +128,11 @@ def locally_scaled_field(displacement, weight, scale, squarings=6):
     two), scaled, and integrated by scaling and squaring (SimpleITK has no exponential filter):
     the result stays invertible at any scale and equals the model's own change at scale 1 up to
     that approximation."""
-    factor = (1.0 + (float(scale) - 1.0) * sitk.GetArrayViewFromImage(weight)[..., None]) / 2 ** squarings
-    field = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(displacement) * factor,
-                                   isVector=True)
+    w = sitk.GetArrayViewFromImage(weight)[..., None]
+    near = displacement if near is None else near
+    velocity = ((1.0 - w) * sitk.GetArrayViewFromImage(displacement)
+                + float(scale) * w * sitk.GetArrayViewFromImage(near)) / 2 ** squarings
+    field = sitk.GetImageFromArray(velocity, isVector=True)
     field.CopyInformation(displacement)
     for _ in range(squarings):  # u <- u + u o (id + u)
         transform = sitk.DisplacementFieldTransform(sitk.Image(field))
@@ -135,14 +140,14 @@ def locally_scaled_field(displacement, weight, scale, squarings=6):
     return field
 
 
-def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7):
+def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None):
     """The smallest factor s in [0, MAX_CHANGE_SCALE] for which ``labels``, moved by the change
     scaled by s around the structure, hold ``voxels`` voxels of ``label_id``: a scan in steps of
     1 finds the first crossing, bisection refines it to 1/128.
 
     Returns (s, reached); when no scale reaches the volume, the one that comes closest."""
     def count(scale):
-        moved = warp_model_labels(labels, locally_scaled_field(displacement, weight, scale))
+        moved = warp_model_labels(labels, locally_scaled_field(displacement, weight, scale, near))
         return int((sitk.GetArrayViewFromImage(moved) == label_id).sum())
 
     scales = np.arange(0.0, MAX_CHANGE_SCALE + 0.5, 1.0)
@@ -169,14 +174,21 @@ def transfer_scaled_change(native_input, mapping, reference, target, reference_l
     around the structure ``label_id`` so that ``reference_labels`` moved the same way hold
     ``voxels`` voxels of it.
 
-    Only the structure's neighbourhood is scaled: elsewhere the model's own change stands.
+    Only the structure's neighbourhood is scaled: elsewhere the model's own change stands, as
+    ``transfer_change`` smooths it. Near the structure the field is estimated with
+    ``STRUCTURE_SMOOTHING_VOXELS``: the 4-voxel smoothing that suits the whole brain flattens the
+    ventricles' displacement so much that no scale grows them to the expected volume (measured:
+    sign wrong in 2 of 22 scored cases with it).
 
     Returns (output image on the input grid, the moved model-space label map, the scale, whether
     the expected volume was reached)."""
     displacement = estimate_displacement(reference, target, smoothing)
+    near = estimate_displacement(reference, target, STRUCTURE_SMOOTHING_VOXELS
+                                 if smoothing is None else smoothing)
     weight = structure_weight(reference_labels, label_id)
-    scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels)
-    field = locally_scaled_field(displacement, weight, scale)
+    scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels,
+                                           near=near)
+    field = locally_scaled_field(displacement, weight, scale, near)
     source = sitk.Cast(native_input, sitk.sitkFloat32)
     background = float(np.min(sitk.GetArrayViewFromImage(source)))
     warped = sitk.Resample(source, source, native_transform(mapping, field),
