@@ -2,10 +2,12 @@
 
     native scan -> affine registration to the card's template -> model space -> encode
     -> invert the deterministic sampler under the source conditions (cached per scan)
-    -> regenerate under the source and every target condition, as ONE batch -> decode
+    -> regenerate under the source and every target condition, as ONE batch (classifier-free
+       guidance: the card's counterfactual_guidance) -> decode
     -> per target: the change from the model's reconstruction to its counterfactual, applied to
        the input on its own grid (identity.py: displacement field + residual) -> difference maps
-       (target - input), label maps, volumes.
+       (target - input), label maps, volumes; with an auxiliary volume course, the size of each
+       age-only change set by its expected ventricle volume.
 
 The source condition is regenerated in the same batch as the targets: the change is measured
 between two images that went through the same inversion, sampler and decoder, so what the model
@@ -75,7 +77,8 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
 
     # 4. regenerate the source (reconstruction) and every target in one batch
     batch = [source] + targets
-    latents = sample(_denoiser(model, card, batch, guidance), noise.expand(len(batch), *noise.shape[1:]),
+    latents = sample(_denoiser(model, card, batch, guidance),
+                     noise.expand(len(batch), *noise.shape[1:]),
                      card, sampler=deterministic_sampler(card), steps=steps, progress=progress)
     timer.lap("regeneration")
 
