@@ -7,10 +7,9 @@ between row 0 and that row (``identity.transfer_change``), its label map, the di
 (target - input) and tissue volumes, so counterfactual aging and progression give identical files.
 
 With ``expected`` volumes per target (an auxiliary volume model's prediction, or None for a target
-it cannot speak for) and the deformation
-identity, the size of each change comes from those volumes (``identity.transfer_scaled_change``,
-on the structure named by ``scaled_by``) and the label map is the reconstruction's moved with the
-image, so image, labels and volumes stay consistent.
+it cannot speak for) and a deformation identity, the size of each change comes from those volumes
+(``identity.transfer_scaled_change``, on the structure named by ``scaled_by``) and the label map
+is the reconstruction's moved with the image, so image, labels and volumes stay consistent.
 """
 
 import SimpleITK as sitk

@@ -25,8 +25,8 @@ from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volum
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
 from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
-from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent, encode,
-                                             image_to_tensor, split_outputs)
+from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
+                                             encode, image_to_tensor, split_outputs)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
