@@ -78,6 +78,13 @@ def native_transform(mapping, displacement):
     return composite
 
 
+def warp_native(native_input, mapping, displacement):
+    """The input (float32, its own grid) moved by a model-space displacement field."""
+    background = float(np.min(sitk.GetArrayViewFromImage(native_input)))
+    return sitk.Resample(native_input, native_input, native_transform(mapping, displacement),
+                         sitk.sitkLinear, background, sitk.sitkFloat32)
+
+
 def transfer_change(native_input, mapping, reference, target, method="deformation", smoothing=None):
     """The input changed as the model changes ``reference`` into ``target`` (model-space images,
     normalised intensities), on the input's grid, in its intensity units.
@@ -92,9 +99,7 @@ def transfer_change(native_input, mapping, reference, target, method="deformatio
         change = mapping.difference_to_native(sitk.Subtract(target, reference))
         return sitk.Add(source, change), None
     displacement = estimate_displacement(reference, target, smoothing)
-    background = float(np.min(sitk.GetArrayViewFromImage(source)))
-    warped = sitk.Resample(source, source, native_transform(mapping, displacement),
-                           sitk.sitkLinear, background, sitk.sitkFloat32)
+    warped = warp_native(source, mapping, displacement)
     if method == "deformation":
         return warped, displacement
     residual = sitk.Subtract(target, warp_model_image(reference, displacement))
@@ -183,14 +188,12 @@ def transfer_scaled_change(native_input, mapping, reference, target, reference_l
     Returns (output image on the input grid, the moved model-space label map, the scale, whether
     the expected volume was reached)."""
     displacement = estimate_displacement(reference, target, smoothing)
-    near = estimate_displacement(reference, target, STRUCTURE_SMOOTHING_VOXELS
-                                 if smoothing is None else smoothing)
+    # One field serves both where the caller fixes the smoothing.
+    near = (displacement if smoothing is not None
+            else estimate_displacement(reference, target, STRUCTURE_SMOOTHING_VOXELS))
     weight = structure_weight(reference_labels, label_id)
     scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels,
                                            near=near)
     field = locally_scaled_field(displacement, weight, scale, near)
-    source = sitk.Cast(native_input, sitk.sitkFloat32)
-    background = float(np.min(sitk.GetArrayViewFromImage(source)))
-    warped = sitk.Resample(source, source, native_transform(mapping, field),
-                           sitk.sitkLinear, background, sitk.sitkFloat32)
+    warped = warp_native(sitk.Cast(native_input, sitk.sitkFloat32), mapping, field)
     return warped, warp_model_labels(reference_labels, field), scale, reached
