@@ -59,6 +59,9 @@ class AutoencoderStage:
         self.w_kl = float(weights.get("kl", 1e-6))
         self.dice = DiceLoss(softmax=True, to_onehot_y=True, include_background=False)
 
+    def to(self, device):
+        self.network.to(device)
+
     def sample(self, generator, batch_size):
         indices = torch.randint(0, len(self.data), (batch_size,), generator=generator).tolist()
         whole = not self.patch or self.step >= self.whole_from
@@ -79,16 +82,16 @@ class AutoencoderStage:
 
 
 @torch.no_grad()
-def encode_dataset(autoencoder, images, batch_size=4, progress=True):
+def encode_dataset(autoencoder, images, batch_size=4, progress=True, device="cpu"):
     """(mu, sigma) latents of every image (N, D, H, W) -> two (N, C, d, h, w) float32 arrays."""
     from tqdm.auto import tqdm
 
-    autoencoder.eval()
+    autoencoder.eval().to(device)
     mus, sigmas = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="encode latents", disable=not progress):
         x = torch.from_numpy(np.array(images[start:start + batch_size], dtype=np.float32))[:, None]
-        mu, sigma = autoencoder.encode(x)
-        mus.append(mu.numpy())
-        sigmas.append(sigma.numpy())
+        mu, sigma = autoencoder.encode(x.to(device))
+        mus.append(mu.float().cpu().numpy())
+        sigmas.append(sigma.float().cpu().numpy())
     return np.concatenate(mus), np.concatenate(sigmas)
 

@@ -12,7 +12,7 @@ from SynthMedLib.train import STAGES
 
 REQUIRED = ("stage", "card", "run_dir", "seed", "steps", "batch_size", "lr", "dataset")
 DEFAULTS = {"threads": 2, "checkpoint_every": 100, "log_every": 10, "warmup_steps": 0,
-            "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": None}
+            "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": None, "device": "auto"}
 
 
 def load_config(path, overrides=None):

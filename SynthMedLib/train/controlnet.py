@@ -54,6 +54,10 @@ class ControlNetStage:
         self.scheduler = scheduler_from_card(card)
         self.dropout = float(config.get("condition_dropout", 0.1))
 
+    def to(self, device):
+        self.network.to(device)
+        self.unet.to(device)
+
     def sample(self, generator, batch_size):
         chosen = self.pairs[torch.randint(0, len(self.pairs), (batch_size,), generator=generator)]
         early, late = chosen[:, 0].tolist(), chosen[:, 1].tolist()

@@ -27,8 +27,10 @@ def scheduler_from_card(card):
 def noised(scheduler, latents, generator):
     """(noise, timesteps, noisy latents): one forward-diffusion draw per latent, shared by the
     UNet and ControlNet stages so both draw their random numbers in the same order."""
-    noise = torch.randn(latents.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.num_train_timesteps, (latents.shape[0],), generator=generator)
+    # Drawn on the CPU generator (checkpointed with the run), then moved to the latents' device.
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    timesteps = torch.randint(0, scheduler.num_train_timesteps, (latents.shape[0],),
+                              generator=generator).to(latents.device)
     return noise, timesteps, scheduler.add_noise(latents, noise, timesteps)
 
 
@@ -69,6 +71,9 @@ class DiffusionStage:
         self.conditions = conditions
         self.scheduler = scheduler_from_card(card)
         self.dropout = float(config.get("condition_dropout", 0.1))
+
+    def to(self, device):
+        self.network.to(device)
 
     def sample(self, generator, batch_size):
         indices = torch.randint(0, len(self.conditions), (batch_size,), generator=generator).tolist()

@@ -72,6 +72,11 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
     dist = Distributed()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    device = dist.device(config.get("device", "auto"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    # Before the optimiser and the EMA copy are made, so that both live on the same device.
+    stage.to(device)
     network = stage.network
     optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"],
                                   weight_decay=config.get("weight_decay", 0.0))
@@ -114,8 +119,8 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
                 on_checkpoint(step)
         dist.barrier()
 
-    precision = torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16,
-                               enabled=use_bf16(config.get("precision", "fp32")))
+    precision = torch.autocast(device.type, dtype=torch.bfloat16,
+                               enabled=use_bf16(config.get("precision", "fp32"), device))
     steps, every = int(config["steps"]), int(config.get("checkpoint_every", 100))
     log_every = int(config.get("log_every", 10))
     bar = tqdm(total=steps, initial=start, desc=f"train {stage.name}", unit="step",
@@ -132,7 +137,10 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
             # reseed it from ours every step so that a resumed run draws the same numbers.
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             stage.step = step  # stages may change what they sample over the run
-            batch = stage.sample(generator, int(config["batch_size"]))
+            # Batches and every random number are drawn on the CPU from the loop's generator and
+            # then moved, so a run draws the same numbers on any device and resumes exactly.
+            batch = {k: v.to(device, non_blocking=True)
+                     for k, v in stage.sample(generator, int(config["batch_size"])).items()}
             with precision:
                 losses = stage.losses(wrapped, batch, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -168,7 +176,7 @@ def train(stage, config, run_dir, progress=True, cancel=None, on_checkpoint=None
     return {"step": step, "resumed_from": resumed_from, "last_losses": last}
 
 
-def use_bf16(precision):
+def use_bf16(precision, device=None):
     """Whether a config's ``precision`` ("fp32", "bf16" or "auto") means bf16 autocast here.
 
     bf16 autocast runs the convolutions about twice as fast where the hardware has bf16 units (a
@@ -181,6 +189,8 @@ def use_bf16(precision):
         raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
     if precision != "auto":
         return precision == "bf16"
-    if torch.cuda.is_available():
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda":
         return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

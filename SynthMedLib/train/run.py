@@ -44,7 +44,8 @@ def _latents(card, data, config, dist, progress):
     path = data.folder / f"latents-{sha[:16]}.npz"
     if dist.is_main and not path.exists():
         autoencoder = load_shipped(card, "autoencoder", _network(card, "autoencoder", 0))
-        mu, sigma = encode_dataset(autoencoder, data.images, progress=progress)
+        mu, sigma = encode_dataset(autoencoder, data.images, progress=progress,
+                                   device=dist.device(config.get("device", "auto")))
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, mu=mu, sigma=sigma)
         tmp.rename(path)
