@@ -9,7 +9,8 @@ import SimpleITK as sitk
 
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
-from SynthMedLib.pipelines.counterfactual import counterfactual
+from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
+from SynthMedLib.pipelines.identity import transfer_scaled_change
 from SynthMedLib.pipelines.inversion_cache import InversionCache
 
 from pipeline_fixtures import tiny_model, write_tiny_model
@@ -185,3 +186,24 @@ def test_a_volume_course_sizes_age_changes_only(scan, tmp_path):
     # another diagnosis: the course cannot say, the model's own change stands
     assert "change_scaled_to" not in other.sidecar and "expected_volumes" not in other.sidecar
     assert series.provenance["volume_course"] == "test-course"
+    assert series.provenance["outside_change"] == COURSE_OUTSIDE_CHANGE
+
+
+def test_the_change_kept_away_from_the_ventricles_reaches_the_identity_transfer(scan, monkeypatch):
+    from SynthMedLib.pipelines import back_to_native
+    from SynthMedLib.pipelines.volume_course import VolumeCourse
+
+    seen = []
+
+    def recording(*args, outside=1.0, **kwargs):
+        seen.append(outside)
+        return transfer_scaled_change(*args, outside=outside, **kwargs)
+
+    monkeypatch.setattr(back_to_native, "transfer_scaled_change", recording)
+    course = VolumeCourse({"CN": {"ventricles_ml": 0.05}}, name="test-course")
+    cache, model = InversionCache(), tiny_model()
+    for outside in (None, 0.25):
+        series = counterfactual(model, scan, SOURCE, [{"age": 72}], cache=cache,
+                                volume_course=course, outside_change=outside)
+        expected = COURSE_OUTSIDE_CHANGE if outside is None else outside
+        assert seen[-1] == expected and series.provenance["outside_change"] == expected

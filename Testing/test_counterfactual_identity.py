@@ -105,3 +105,51 @@ def test_the_scale_is_bounded_and_reported_when_the_volume_cannot_be_reached():
     weight = structure_weight(labels, 1)
     scale, reached = volume_matching_scale(labels, field, weight, 1, 200)
     assert not reached
+
+
+def _tiny_change(size=32):
+    """A model-space pair on a tiny grid: a dark 'ventricle' block that grows, and a dark slab far
+    from it that the 'model' also moves by two voxels (the shape change that is not aging)."""
+    reference = np.ones((size,) * 3, np.float32)
+    target = reference.copy()
+    reference[12:18, 12:18, 12:18] = 0.1
+    target[11:19, 11:19, 11:19] = 0.1
+    reference[:, :, 26:29] = 0.2
+    target[:, :, 24:27] = 0.2
+    labels = np.zeros((size,) * 3, np.uint8)
+    labels[12:18, 12:18, 12:18] = 1
+    images = []
+    for array, pixel in ((reference, None), (target, None), (labels, sitk.sitkUInt8)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing([3.0] * 3)
+        images.append(image if pixel is None else sitk.Cast(image, pixel))
+    return images
+
+
+def test_the_course_sized_change_can_be_confined_to_the_structure():
+    """With ``outside=0`` nothing moves away from the structure's neighbourhood: the far slab the
+    'model' shifted stays exactly where the input has it, while the ventricle still reaches the
+    expected volume; with ``outside=1`` (the model's own change kept) the slab moves."""
+    from types import SimpleNamespace
+
+    reference, target, labels = _tiny_change()
+    mapping = SimpleNamespace(transform=sitk.AffineTransform(3))  # native grid == model grid
+    scan = sitk.Cast(reference * 1000.0, sitk.sitkFloat32)
+    expected = int(1.5 * (sitk.GetArrayFromImage(labels) == 1).sum())
+    far = np.abs(sitk.GetArrayFromImage(structure_weight(labels, 1))) < 2e-3
+    assert far[..., 23:].all()  # the slab and where it moves to are far from the ventricle
+
+    changes = {}
+    for outside in (0.0, 0.5, 1.0):
+        output, moved, scale, reached = transfer_scaled_change(scan, mapping, reference, target,
+                                                               labels, 1, expected, outside=outside)
+        assert reached and scale > 0, (outside, scale)
+        # a 6-voxel cube grows by whole layers of voxels on this tiny grid
+        assert abs(int((sitk.GetArrayFromImage(moved) == 1).sum()) - expected) <= 0.06 * expected
+        changes[outside] = np.abs(sitk.GetArrayFromImage(output)
+                                  - sitk.GetArrayFromImage(scan))[far]
+    # the input as it was (900 units of contrast at the slab), up to interpolation round-off
+    assert changes[0.0].max() < 0.1, changes[0.0].max()
+    assert changes[1.0].max() > 500.0  # the model's far change is there to be removed
+    means = [changes[outside].mean() for outside in (0.0, 0.5, 1.0)]
+    assert means[0] < 0.1 * means[1] and means[1] < means[2], means

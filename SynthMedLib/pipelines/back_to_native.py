@@ -9,7 +9,8 @@ between row 0 and that row (``identity.transfer_change``), its label map, the di
 With ``expected`` volumes per target (an auxiliary volume model's prediction, or None for a target
 it cannot speak for) and a deformation identity, the size of each change comes from those volumes
 (``identity.transfer_scaled_change``, on the structure named by ``scaled_by``) and the label map
-is the reconstruction's moved with the image, so image, labels and volumes stay consistent.
+is the reconstruction's moved with the image, so image, labels and volumes stay consistent;
+``outside_change`` (0..1) is how much of the model's change away from that structure is kept.
 """
 
 import SimpleITK as sitk
@@ -25,7 +26,7 @@ def reference_volumes(labels, card, mapping):
 
 
 def back_to_native(image, mapping, space, card, images, labels, targets, names, identity, progress,
-                   expected=None, scaled_by="ventricles_ml"):
+                   expected=None, scaled_by="ventricles_ml", outside_change=1.0):
     """(one TargetResult per target, the reconstruction's volumes) on ``image``'s grid."""
     grid = space.grid()
     reconstruction = array_to_image(images[0], grid)
@@ -42,7 +43,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
             output, moved, scale, reached = transfer_scaled_change(
                 image, mapping, reconstruction, target_image,
                 array_to_image(labels[0], grid, sitk.sitkUInt8), label_id,
-                expected[i - 1][scaled_by] / voxel_ml)
+                expected[i - 1][scaled_by] / voxel_ml, outside=outside_change)
             target_labels = sitk.GetArrayFromImage(moved)
             sidecar["change_scaled_to"] = {"volume": scaled_by, "scale": round(scale, 4),
                                            "reached": reached}

@@ -30,7 +30,9 @@ When an auxiliary volume model gives the expected volume of a structure at the t
 (progression with a disease course, as BrLP feeds its predicted volumes to its diffusion model),
 ``transfer_scaled_change`` keeps the model's *pattern* of change and takes its *size* from the
 auxiliary model: the displacement around that structure is scaled until the reconstruction's
-label map, moved by it, holds the expected volume.
+label map, moved by it, holds the expected volume. ``outside`` says how much of the model's own
+change stands away from that structure (1: all of it; 0: the change is confined to the structure's
+neighbourhood, the rest of the input is left as it is).
 """
 
 import numpy as np
@@ -122,10 +124,11 @@ def structure_weight(labels, label_id, margin_mm=6.0):
     return sitk.SmoothingRecursiveGaussian(inside, margin_mm / 2)
 
 
-def locally_scaled_field(displacement, weight, scale, near=None, squarings=6):
-    """The change scaled by ``scale`` where ``weight`` is 1 and left as it is where it is 0:
-    ``(1 - weight) * displacement + scale * weight * near`` (``near``: the change used near the
-    structure, default ``displacement``).
+def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, outside=1.0):
+    """The change scaled by ``scale`` where ``weight`` is 1 and multiplied by ``outside`` where it
+    is 0: ``outside * (1 - weight) * displacement + scale * weight * near`` (``near``: the change
+    used near the structure, default ``displacement``; ``outside`` 1 leaves the model's change as
+    it is away from the structure, 0 removes it).
 
     Multiplying a displacement by a large factor folds it (the moved ventricles first grow, then
     shrink again past about 3x). The model's displacement is instead treated as a stationary
@@ -135,8 +138,10 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6):
     that approximation."""
     w = sitk.GetArrayViewFromImage(weight)[..., None]
     near = displacement if near is None else near
-    velocity = ((1.0 - w) * sitk.GetArrayViewFromImage(displacement)
-                + float(scale) * w * sitk.GetArrayViewFromImage(near)) / 2 ** squarings
+    velocity = float(scale) * w * sitk.GetArrayViewFromImage(near)
+    if outside:
+        velocity = velocity + float(outside) * (1.0 - w) * sitk.GetArrayViewFromImage(displacement)
+    velocity = velocity / 2 ** squarings
     field = sitk.GetImageFromArray(velocity, isVector=True)
     field.CopyInformation(displacement)
     for _ in range(squarings):  # u <- u + u o (id + u)
@@ -145,14 +150,16 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6):
     return field
 
 
-def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None):
+def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None,
+                          outside=1.0):
     """The smallest factor s in [0, MAX_CHANGE_SCALE] for which ``labels``, moved by the change
     scaled by s around the structure, hold ``voxels`` voxels of ``label_id``: a scan in steps of
     1 finds the first crossing, bisection refines it to 1/128.
 
     Returns (s, reached); when no scale reaches the volume, the one that comes closest."""
     def count(scale):
-        moved = warp_model_labels(labels, locally_scaled_field(displacement, weight, scale, near))
+        moved = warp_model_labels(labels, locally_scaled_field(displacement, weight, scale, near,
+                                                               outside=outside))
         return int((sitk.GetArrayViewFromImage(moved) == label_id).sum())
 
     scales = np.arange(0.0, MAX_CHANGE_SCALE + 0.5, 1.0)
@@ -174,7 +181,7 @@ def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterat
 
 
 def transfer_scaled_change(native_input, mapping, reference, target, reference_labels, label_id,
-                           voxels, smoothing=None):
+                           voxels, smoothing=None, outside=1.0):
     """The input moved by the model's change from ``reference`` to ``target``, that change scaled
     around the structure ``label_id`` so that ``reference_labels`` moved the same way hold
     ``voxels`` voxels of it.
@@ -185,15 +192,21 @@ def transfer_scaled_change(native_input, mapping, reference, target, reference_l
     ventricles' displacement so much that no scale grows them to the expected volume (measured:
     sign wrong in 2 of 22 scored cases with it).
 
+    ``outside`` (0..1) damps the model's change away from the structure. Where the volume sets the
+    change's size, what the model moves elsewhere is mostly small shape change that is not aging
+    and adds image error (counterfactual.py's COURSE_OUTSIDE_CHANGE says what was chosen there);
+    at 0 the input is left exactly as it is beyond the structure's neighbourhood.
+
     Returns (output image on the input grid, the moved model-space label map, the scale, whether
     the expected volume was reached)."""
-    displacement = estimate_displacement(reference, target, smoothing)
-    # One field serves both where the caller fixes the smoothing.
-    near = (displacement if smoothing is not None
-            else estimate_displacement(reference, target, STRUCTURE_SMOOTHING_VOXELS))
+    near = estimate_displacement(reference, target, STRUCTURE_SMOOTHING_VOXELS
+                                 if smoothing is None else smoothing)
+    # One field serves both where the caller fixes the smoothing or the outside change is dropped.
+    displacement = (near if smoothing is not None or not outside
+                    else estimate_displacement(reference, target))
     weight = structure_weight(reference_labels, label_id)
     scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels,
-                                           near=near)
-    field = locally_scaled_field(displacement, weight, scale, near)
+                                           near=near, outside=outside)
+    field = locally_scaled_field(displacement, weight, scale, near, outside=outside)
     warped = warp_native(sitk.Cast(native_input, sitk.sitkFloat32), mapping, field)
     return warped, warp_model_labels(reference_labels, field), scale, reached
