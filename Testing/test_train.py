@@ -140,3 +140,19 @@ def test_precision_auto_takes_bf16_only_where_the_hardware_has_it():
     assert use_bf16("auto") == bool(hardware)
     with pytest.raises(ValueError, match="precision"):
         use_bf16("fp16")
+
+
+def test_init_from_starts_a_fresh_run_from_given_weights(tiny, tmp_path):
+    folder, card, data = tiny
+    run_stage(tiny_config(folder, "autoencoder", card, data, steps=1, run_dir=str(tmp_path / "ae")),
+              progress=False)  # the diffusion stage encodes with the card's exported autoencoder
+    source = tiny_config(folder, "diffusion", card, data, steps=2, run_dir=str(tmp_path / "source"))
+    run_stage(source, progress=False, export=False)
+    start = tmp_path / "start.safetensors"
+    save_file(weights(tmp_path / "source", "diffusion"), str(start))
+    # lr 0 and no weight decay: the fine-tuned run's weights must stay exactly the ones it started from.
+    tuned = tiny_config(folder, "diffusion", card, data, steps=1, lr=0.0, warmup_steps=0,
+                        init_from=str(start), run_dir=str(tmp_path / "tuned"))
+    run_stage(tuned, progress=False, export=False)
+    assert_same_weights(weights(tmp_path / "tuned", "diffusion"), load_file(str(start)))
+    assert load_config(tuned)["init_from"] == str(start)

@@ -33,4 +33,7 @@ def load_config(path, overrides=None):
     if not card.is_absolute():
         card = (path.parent / card).resolve()
     config["card"] = str(card)
+    if config.get("init_from"):  # weights to start from (fine-tuning), relative like the card
+        init = Path(config["init_from"])
+        config["init_from"] = str(init if init.is_absolute() else (path.parent / init).resolve())
     return config

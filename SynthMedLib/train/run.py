@@ -64,6 +64,11 @@ def run_stage(config_path, overrides=None, progress=True, cancel=None, export=Tr
     data = _dataset(config, card, dist, progress)
     stage_name = config["stage"]
     network = _network(card, stage_name, int(config["seed"]))
+    fresh = ckpt.find_checkpoint(config["run_dir"]) is None
+    if fresh and config.get("init_from"):
+        # Fine-tuning: start from trained weights (e.g. a CPU-trained model continued on a GPU).
+        from safetensors.torch import load_file
+        network.load_state_dict(load_file(config["init_from"]))
     card_updates = {}
 
     if stage_name == "autoencoder":
@@ -80,7 +85,7 @@ def run_stage(config_path, overrides=None, progress=True, cancel=None, export=Tr
         else:
             from SynthMedLib.train.controlnet import ControlNetStage, init_from_unet
             unet = load_shipped(card, "diffusion", _network(card, "diffusion", 0))
-            if ckpt.find_checkpoint(config["run_dir"]) is None:
+            if fresh and not config.get("init_from"):
                 init_from_unet(network, unet)
             stage = ControlNetStage(network, unet, latents, conditions, data.meta, card, config)
 

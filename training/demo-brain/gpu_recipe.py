@@ -47,16 +47,19 @@ def main():
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--out", required=True, help="folder to copy results into")
     parser.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
+    parser.add_argument("--stages", default=",".join(SHARES), help="comma-separated, in order")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.budget
     fitted = {}
-    for index, stage in enumerate(SHARES):
+    stages = args.stages.split(",")
+    shares = [SHARES[stage] for stage in stages]
+    for index, stage in enumerate(stages):
         path = CONFIGS / f"{args.recipe}-{stage}.json"
         config = load_config(path)
         overrides = {"dataset": {"folder": args.data}, "threads": args.threads}
-        share = SHARES[stage] / sum(list(SHARES.values())[index:])
+        share = shares[index] / sum(shares[index:])
         stage_end = time.time() + share * (deadline - time.time())
         probe = args.probe_steps
         run_stage(path, {**overrides, "steps": probe}, progress=False, export=False)
