@@ -37,6 +37,8 @@ neighbourhood, the rest of the input is left as it is).
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+from monai.networks.blocks import DVF2DDF
 
 IDENTITY_METHODS = ("deformation", "deformation+residual", "intensity", "none")
 MAX_CHANGE_SCALE = 8.0
@@ -124,6 +126,23 @@ def structure_weight(labels, label_id, margin_mm=6.0):
     return sitk.SmoothingRecursiveGaussian(inside, margin_mm / 2)
 
 
+def _voxel_field(displacement, array):
+    """A physical displacement array (z, y, x, 3: x, y, z in mm) of ``displacement``'s grid as a
+    (1, 3, z, y, x) tensor in voxels along the array axes, the form MONAI's warping layers take."""
+    direction = np.array(displacement.GetDirection()).reshape(3, 3)
+    index = (array @ np.linalg.inv(direction).T) / np.array(displacement.GetSpacing())
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(index[..., ::-1], -1, 0)))[None]
+
+
+def _physical_field(voxels, like):
+    """The inverse of ``_voxel_field``: a SimpleITK displacement field on ``like``'s grid."""
+    index = np.moveaxis(voxels[0].numpy(), 0, -1)[..., ::-1] * np.array(like.GetSpacing())
+    direction = np.array(like.GetDirection()).reshape(3, 3)
+    field = sitk.GetImageFromArray(index @ direction.T, isVector=True)
+    field.CopyInformation(like)
+    return field
+
+
 def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, outside=1.0):
     """The change scaled by ``scale`` where ``weight`` is 1 and multiplied by ``outside`` where it
     is 0: ``outside * (1 - weight) * displacement + scale * weight * near`` (``near``: the change
@@ -133,21 +152,19 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, ou
     Multiplying a displacement by a large factor folds it (the moved ventricles first grow, then
     shrink again past about 3x). The model's displacement is instead treated as a stationary
     velocity field (diffeomorphic demons' fields are close to one for changes of a voxel or
-    two), scaled, and integrated by scaling and squaring (SimpleITK has no exponential filter):
-    the result stays invertible at any scale and equals the model's own change at scale 1 up to
-    that approximation."""
+    two), scaled, and integrated by scaling and squaring (MONAI's DVF2DDF; SimpleITK has no
+    exponential filter, and its resampling made each integration about 3x slower): the result stays
+    invertible at any scale and equals the model's own change at scale 1 up to that
+    approximation."""
     w = sitk.GetArrayViewFromImage(weight)[..., None]
     near = displacement if near is None else near
     velocity = float(scale) * w * sitk.GetArrayViewFromImage(near)
     if outside:
         velocity = velocity + float(outside) * (1.0 - w) * sitk.GetArrayViewFromImage(displacement)
-    velocity = velocity / 2 ** squarings
-    field = sitk.GetImageFromArray(velocity, isVector=True)
-    field.CopyInformation(displacement)
-    for _ in range(squarings):  # u <- u + u o (id + u)
-        transform = sitk.DisplacementFieldTransform(sitk.Image(field))
-        field = sitk.Add(field, sitk.Resample(field, field, transform, sitk.sitkLinear, 0.0))
-    return field
+    integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
+    with torch.no_grad():
+        field = integrate(_voxel_field(displacement, velocity).float())
+    return _physical_field(field.double(), displacement)
 
 
 def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None,
