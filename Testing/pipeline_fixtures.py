@@ -24,6 +24,8 @@ def tiny_card_data():
                                               num_head_channels=[0, 16], norm_num_groups=4)
     data["networks"]["controlnet"]["args"]["conditioning_embedding_num_channels"] = [8]
     data["scheduler"]["default_steps"] = 4
+    # The demo's volume course belongs to the demo model, not to these random networks.
+    data.get("auxiliary", {}).pop("volume_course", None)
     return data
 
 

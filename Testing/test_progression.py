@@ -1,6 +1,8 @@
 """Disease progression end to end on a tiny random model: ControlNet on the baseline latent +
 time gap, all time points x draws in one batch, latent averaging, native-grid outputs, CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -136,3 +138,50 @@ def test_a_card_without_controlnet_progresses_by_counterfactual_aging(baseline):
     assert [r.name for r in series.results] == ["year-2", "year-4"]
     assert [r.conditions["age"] for r in series.results] == [72, 74]
     assert series.results[0].image.GetSize() == baseline.GetSize()
+
+
+def test_a_card_that_ships_a_volume_course_uses_it_unless_told_not_to(baseline, tmp_path):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.loaded_model import LoadedModel
+    from SynthMedLib.pipelines.volume_course import card_volume_course
+
+    assert card_volume_course(load_card("demo-brain")).rates["AD"]["ventricles_ml"] > 0
+    folder = write_tiny_model(tmp_path / "model")
+    VolumeCourse({"AD": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
+    data = json.loads((folder / "card.json").read_text())
+    data.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
+    (folder / "card.json").write_text(json.dumps(data))
+    card = load_card(str(folder))
+    model = tiny_model()
+    model = LoadedModel(card, model.networks, weights_sha256=model.weights_sha256)
+    shipped = progression(model, baseline, COVARIATES, [2], draws=1)
+    assert shipped.provenance["volume_course"] == "tiny-course"
+    assert "expected_volumes" in shipped.results[0].sidecar
+    alone = progression(model, baseline, COVARIATES, [2], draws=1, volume_course=None)
+    assert alone.provenance["volume_course"] is None
+    assert "expected_volumes" not in alone.results[0].sidecar
+    (folder / "course.json").unlink()
+    with pytest.raises(InputError, match="cannot read the volume course"):
+        progression(model, baseline, COVARIATES, [2], draws=1)
+
+
+def test_cli_uses_the_models_volume_course_and_no_volume_course_turns_it_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
+    folder = write_tiny_model(tmp_path / "tiny")
+    VolumeCourse({"AD": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
+    data = json.loads((folder / "card.json").read_text())
+    data.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
+    (folder / "card.json").write_text(json.dumps(data))
+    scan = scan_on(GRIDS["ras-3mm"](), brain_source())
+    sitk.WriteImage(scan, str(tmp_path / "base.nii.gz"))
+    common = ["progress", "--model", str(folder), "--baseline", str(tmp_path / "base.nii.gz"),
+              "--age", "70", "--sex", "M", "--diagnosis", "AD", "--years", "2", "--draws", "1",
+              "--no-progress", "--threads", "1"]
+    for flags, expected in (([], "tiny-course"), (["--no-volume-course"], None)):
+        out = tmp_path / f"out{len(flags)}"
+        assert main(common + flags + ["--out", str(out)]) == 0
+        sidecar = (out / "base_year-2_T1w.json").read_text()
+        assert ('"volume_course": "tiny-course"' in sidecar) == (expected is not None)
+    with pytest.raises(SystemExit):
+        main(common + ["--no-volume-course", "--volume-course", str(folder / "course.json"),
+                       "--out", str(tmp_path / "both")])

@@ -54,7 +54,8 @@ def main():
             series = counterfactual(model, scan, {"age": subject.baseline_age, "sex": subject.sex,
                                                   "diagnosis": subject.diagnosis},
                                     [{"age": a} for a in ages], steps=args.steps,
-                                    identity=args.identity, cache=cache, guidance=scale)
+                                    identity=args.identity, cache=cache, guidance=scale,
+                                    volume_course=None)  # the model's own change size
             for result, true_change in zip(series.results, truth):
                 predicted = (result.volumes["ventricles_ml"]
                              - series.reference_volumes["ventricles_ml"])

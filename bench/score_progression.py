@@ -71,7 +71,8 @@ def main():
     walls = {}
     for count, years in (("1", [5.0]), ("5", [1.0, 2.0, 3.0, 4.0, 5.0])):
         start = time.perf_counter()
-        series = progression(model, scan, covariates, years, draws=args.draws, steps=args.steps)
+        series = progression(model, scan, covariates, years, draws=args.draws, steps=args.steps,
+                             identity=args.identity, volume_course=course)
         walls[count] = (time.perf_counter() - start, series.timings)
     rows.append(("cost: 1 follow-up / 5 follow-ups (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "

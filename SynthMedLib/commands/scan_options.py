@@ -26,16 +26,22 @@ def add_model_options(parser):
 
 
 def add_volume_course_option(parser):
-    parser.add_argument("--volume-course", default=None, metavar="JSON",
-                        help="auxiliary volume model (a fitted course, e.g. bench/results/"
-                        "volume_course.json): it sets the size of each change to its expected "
-                        "ventricle volume; the model still gives the pattern")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--volume-course", default=None, metavar="JSON",
+                       help="auxiliary volume model (a fitted course, e.g. bench/results/"
+                       "volume_course.json): it sets the size of each change to its expected "
+                       "ventricle volume; the model still gives the pattern. Default: the course "
+                       "the model ships, if any (demo-brain does)")
+    group.add_argument("--no-volume-course", action="store_true",
+                       help="the model alone sets the size of the change, even if it ships a course")
 
 
 def load_volume_course(args):
-    if not args.volume_course:
+    from SynthMedLib.pipelines.volume_course import MODEL_OWN, VolumeCourse
+    if args.no_volume_course:
         return None
-    from SynthMedLib.pipelines.volume_course import VolumeCourse
+    if not args.volume_course:
+        return MODEL_OWN
     return VolumeCourse.load(args.volume_course)
 
 

@@ -24,6 +24,7 @@ from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors
                                              deterministic_sampler, encode, image_to_tensor,
                                              split_outputs)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
+from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
@@ -44,17 +45,19 @@ COURSE_OUTSIDE_CHANGE = 0.5
 
 def counterfactual(model, image, source, targets, steps=None, identity="deformation",
                    cache=DEFAULT_CACHE, progress=None, names=None, guidance=None,
-                   volume_course=None, outside_change=None):
+                   volume_course=MODEL_OWN, outside_change=None):
     """A Series with one TargetResult per entry of ``targets``.
 
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
     e.g. {"age": 62, "sex": "F", "diagnosis": "CN"}. ``targets``: a list of condition dicts, each
     completed from ``source`` (so {"age": 80} is "the same person at 80"). ``guidance``: the
     regeneration's classifier-free guidance (default: the card's ``counterfactual_guidance``).
-    ``volume_course``: an auxiliary volume model; for targets that differ from the source in age
-    only, it sets the size of the change (back_to_native.py), and ``outside_change`` (default
-    COURSE_OUTSIDE_CHANGE) how much of the model's change away from the ventricles stays."""
+    ``volume_course``: an auxiliary volume model (default: the one the card ships, if any; None:
+    the model alone); for targets that differ from the source in age only, it sets the size of
+    the change (back_to_native.py), and ``outside_change`` (default COURSE_OUTSIDE_CHANGE) how
+    much of the model's change away from the ventricles stays."""
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
+    volume_course = resolve_volume_course(card, volume_course)
     if not targets:
         raise InputError("give at least one target condition (e.g. --target-ages 70,80)")
     source = condition_values(card, source)

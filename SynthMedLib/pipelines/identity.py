@@ -35,6 +35,8 @@ change stands away from that structure (1: all of it; 0: the change is confined 
 neighbourhood, the rest of the input is left as it is).
 """
 
+import warnings
+
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -161,7 +163,9 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, ou
     velocity = float(scale) * w * sitk.GetArrayViewFromImage(near)
     if outside:
         velocity = velocity + float(outside) * (1.0 - w) * sitk.GetArrayViewFromImage(displacement)
-    integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
+    with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
+        warnings.filterwarnings("ignore", message=".*native grid_sample")
+        integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
     with torch.no_grad():
         field = integrate(_voxel_field(displacement, velocity).float())
     return _physical_field(field.double(), displacement)

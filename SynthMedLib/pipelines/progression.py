@@ -28,6 +28,7 @@ from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
 from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
                                              encode, image_to_tensor, split_outputs)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
+from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import seeded_noise
@@ -39,10 +40,14 @@ DEFAULT_DRAWS = 4
 
 
 def progression(model, baseline, covariates, years, draws=None, steps=None, seed=0,
-                sampler=None, identity="deformation", volume_course=None, progress=None,
+                sampler=None, identity="deformation", volume_course=MODEL_OWN, progress=None,
                 cache=DEFAULT_CACHE):
-    """A Series with one TargetResult per follow-up in ``years`` (years after the baseline)."""
+    """A Series with one TargetResult per follow-up in ``years`` (years after the baseline).
+
+    ``volume_course``: the auxiliary volume model (default: the one the card ships, if any;
+    None: the model alone)."""
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
+    volume_course = resolve_volume_course(card, volume_course)
     years = [float(y) for y in years]
     if not years or min(years) <= 0:
         raise InputError("follow-up years must be positive numbers, e.g. --years 1,3,5")

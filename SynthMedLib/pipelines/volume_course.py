@@ -59,6 +59,31 @@ class VolumeCourse:
             raise InputError(f"cannot read the volume course {path}: {error}") from None
 
 
+MODEL_OWN = "card"  # volume_course= value meaning "the course the model's card ships, if any"
+
+
+def card_volume_course(card):
+    """The volume course a card ships (``auxiliary.volume_course.file`` beside the card), or None
+    when it ships none."""
+    entry = (card.get("auxiliary") or {}).get("volume_course")
+    if not entry:
+        return None
+    if card.directory is None:
+        raise InputError(f"model '{card['id']}' names a volume course but has no folder to read it from")
+    return VolumeCourse.load(Path(card.directory) / entry["file"])
+
+
+def resolve_volume_course(card, volume_course):
+    """What the pipelines' ``volume_course`` argument means: ``"card"`` the card's own course
+    (None when it ships none), None no course (the model alone), or a VolumeCourse as given."""
+    if isinstance(volume_course, str):
+        if volume_course != MODEL_OWN:
+            raise InputError(f"volume_course must be {MODEL_OWN!r}, None or a VolumeCourse, "
+                             f"not {volume_course!r}")
+        return card_volume_course(card)
+    return volume_course
+
+
 def fit_volume_course(records, name="volume-course"):
     """``records``: [(subject_id, diagnosis, age, {volume: ml})], two or more ages per subject."""
     by_subject = {}

@@ -56,6 +56,17 @@ def series_result(context, series, card, index_name, index_values):
             "timings": {k: round(float(v), 3) for k, v in series.timings.items()}}
 
 
+def _volume_course(params):
+    """A request's ``volumeCourse``: a course file, false/null for the model alone, absent for the
+    course the model ships (as on the command line)."""
+    from SynthMedLib.pipelines.volume_course import MODEL_OWN, VolumeCourse
+
+    value = params.get("volumeCourse", MODEL_OWN)
+    if value in (None, False):
+        return None
+    return MODEL_OWN if value == MODEL_OWN else VolumeCourse.load(value)
+
+
 def counterfactual(params, context):
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.counterfactual import counterfactual as run
@@ -65,7 +76,8 @@ def counterfactual(params, context):
     ages = _numbers(params.get("targetAges", []), "target ages")
     model = loaded_model(context, card, "counterfactual", params.get("device", "auto"))
     series = run(model, image, dict(params.get("conditions") or {}), [{"age": age} for age in ages],
-                 steps=params.get("steps"), progress=context.progress)
+                 steps=params.get("steps"), volume_course=_volume_course(params),
+                 progress=context.progress)
     return series_result(context, series, card, "age", ages)
 
 
@@ -77,14 +89,9 @@ def progression(params, context):
     image = read_input(params)
     years = _numbers(params.get("years", []), "follow-up years")
     model = loaded_model(context, card, "progression", params.get("device", "auto"))
-    course = None
-    if params.get("volumeCourse"):
-        from SynthMedLib.pipelines.volume_course import VolumeCourse
-
-        course = VolumeCourse.load(params["volumeCourse"])
     series = run(model, image, dict(params.get("conditions") or {}), years, draws=params.get("draws"),
-                 steps=params.get("steps"), seed=int(params.get("seed", 0)), volume_course=course,
-                 progress=context.progress)
+                 steps=params.get("steps"), seed=int(params.get("seed", 0)),
+                 volume_course=_volume_course(params), progress=context.progress)
     return series_result(context, series, card, "years", years)
 
 
