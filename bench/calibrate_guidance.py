@@ -12,14 +12,12 @@ bench/score_counterfactual.py reports on (HELD_OUT_SEED + 1000 + k). The criteri
 relative error of the ventricle change, +10 and +20 years.
 """
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from score_common import (DIAGNOSES, SEXES, change_errors, common_arguments, load_model, mean,
-                          native_grid, rendered)
+                          native_grid, rendered, report_choice)
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject
 from SynthMedLib.pipelines.counterfactual import counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache
@@ -66,16 +64,11 @@ def main():
     rows = {s: {"relative_error": mean(errors[s]), "change_ratio": mean(ratios[s])} for s in scales}
     best = min(scales, key=lambda s: rows[s]["relative_error"])
     print(f"model {model.card['id']} ({weights})")
-    print("| guidance | ventricle change relative error | predicted / true change |")
-    print("|---|---|---|")
-    for s in scales:
-        print(f"| {s:g}{' (chosen)' if s == best else ''} | "
-              f"{100 * rows[s]['relative_error']:.1f} % | {rows[s]['change_ratio']:.2f} |")
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "counterfactual_guidance.json").write_text(json.dumps(
-            {"weights": weights, "subjects": args.subjects, "scales": rows, "chosen": best},
-            indent=1))
+    report_choice("guidance", rows, best,
+                  [("ventricle change relative error", lambda r: f"{100 * r['relative_error']:.1f} %"),
+                   ("predicted / true change", lambda r: f"{r['change_ratio']:.2f}")],
+                  args.out, "counterfactual_guidance.json",
+                  {"weights": weights, "subjects": args.subjects, "scales": rows, "chosen": best})
 
 
 if __name__ == "__main__":

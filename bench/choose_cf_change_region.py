@@ -21,15 +21,13 @@ The model runs once per subject; every setting re-applies the same decoded chang
 search per target, not a diffusion run.
 """
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from calibrate_guidance import validation_cases
 from score_common import (brain_mae, brain_mask, change_errors, common_arguments, load_model, mean,
-                          native_grid, rendered)
+                          native_grid, rendered, report_choice)
 from SynthMedLib.pipelines.back_to_native import back_to_native
 from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache
@@ -93,21 +91,17 @@ def main():
     print(f"model {model.card['id']} {model.card['version']} ({weights}); volume course "
           f"{course.name}; {args.subjects} validation subjects, +{args.offsets} y, "
           f"{args.spacing:g} mm grid; current COURSE_OUTSIDE_CHANGE {COURSE_OUTSIDE_CHANGE:g}")
-    print("| change kept outside the ventricles | brain MAE ratio to no change "
-          "| ventricle change relative error |")
-    print("|---|---|---|")
-    for s in settings:
-        print(f"| {s:g}{' (chosen)' if s == best else ''} | {rows[s]['mae_ratio']:.3f} | "
-              f"{100 * rows[s]['ventricle_change_relative_error']:.1f} % |")
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "cf_change_region.json").write_text(json.dumps(
-            {"model": f"{model.card['id']} {model.card['version']}", "weights": weights,
-             "volume_course": course.name, "subjects": args.subjects, "offsets": offsets,
-             "spacing_mm": args.spacing, "settings": {f"{s:g}": rows[s] for s in settings},
-             "chosen": best, "per_case": {f"{s:g}": {"mae_ratio": ratios[s],
-                                                      "relative_error": errors[s]}
-                                          for s in settings}}, indent=1))
+    report_choice("change kept outside the ventricles", rows, best,
+                  [("brain MAE ratio to no change", lambda r: f"{r['mae_ratio']:.3f}"),
+                   ("ventricle change relative error",
+                    lambda r: f"{100 * r['ventricle_change_relative_error']:.1f} %")],
+                  args.out, "cf_change_region.json",
+                  {"model": f"{model.card['id']} {model.card['version']}", "weights": weights,
+                   "volume_course": course.name, "subjects": args.subjects, "offsets": offsets,
+                   "spacing_mm": args.spacing, "settings": {f"{s:g}": rows[s] for s in settings},
+                   "chosen": best, "per_case": {f"{s:g}": {"mae_ratio": ratios[s],
+                                                            "relative_error": errors[s]}
+                                                for s in settings}})
 
 
 if __name__ == "__main__":

@@ -220,3 +220,17 @@ def write_json(out, name, payload):
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / name).write_text(json.dumps(payload, indent=1, default=float))
+
+
+def report_choice(label, rows, best, columns, out=None, name=None, payload=None):
+    """A validation run's result: a markdown table of the settings it compared (``rows``: setting
+    -> measurements; ``columns``: [(header, row -> text)]), the chosen one marked, and
+    ``payload`` written as JSON to ``out/name``."""
+    print(f"| {label} | " + " | ".join(header for header, _ in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for setting, row in rows.items():
+        print(f"| {setting:g}{' (chosen)' if setting == best else ''} | "
+              + " | ".join(cell(row) for _, cell in columns) + " |")
+    if out and name:
+        write_json(out, name, payload)
+
