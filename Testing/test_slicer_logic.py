@@ -8,6 +8,7 @@ leave it untouched. Cancel and a worker killed mid-request must leave no new nod
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -304,6 +305,27 @@ def test_progression_makes_a_years_sequence_under_the_study(scene, study_input, 
     assert sh.GetItemParent(result.folder) == study
     np.testing.assert_allclose(matrix_of(result.sequence.GetNthDataNode(0)), matrix_of(node), atol=1e-6)
     assert np.array_equal(slicer.util.arrayFromVolume(node), before_array)
+
+
+def test_the_models_volume_course_sizes_the_change_unless_unticked(scene, study_input, tiny_model_card,
+                                                                    logic_factory, tmp_path):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.volume_course import VolumeCourse
+    from SynthMedLib.worker.model_requests import describe
+
+    assert describe(load_card("demo-brain"))["volumeCourse"] is True
+    folder = shutil.copytree(tiny_model_card, tmp_path / "tiny-with-course")
+    VolumeCourse({"MCI": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
+    card = json.loads((folder / "card.json").read_text())
+    card.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
+    (folder / "card.json").write_text(json.dumps(card))
+    assert describe(load_card(str(folder)))["volumeCourse"] is True
+    node, _study = study_input
+    logic = logic_factory(scene)
+    for ticked, expected in ((True, "tiny-course"), (False, None)):
+        result = logic.diseaseProgression(node, str(folder), {"age": 70, "sex": "M", "diagnosis": "MCI"},
+                                          years=[2], draws=1, steps=2, device="cpu", volumeCourse=ticked)
+        assert hierarchy.provenance_of(result.sequence.GetNthDataNode(0))["volume_course"] == expected
 
 
 def test_cancel_leaves_no_new_nodes(scene, study_input, tiny_model_card, logic_factory):

@@ -70,16 +70,17 @@ class SceneLogic:
                                              labelConditionNode), onEvent, timeout)
 
     def counterfactualAging(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto",
-                            onEvent=None, timeout=None):
-        """A SeriesNodes: image/segmentation/difference sequences over ``age``, browser, table, plot."""
-        return self.run(self.prepareCounterfactual(inputVolumeNode, modelId, conditions, targetAges, steps, device),
-                        onEvent, timeout)
+                            onEvent=None, timeout=None, volumeCourse=True):
+        """A SeriesNodes: image/segmentation/difference sequences over ``age``, browser, table, plot.
+        ``volumeCourse``: let the volume course the model ships (if any) size the change."""
+        return self.run(self.prepareCounterfactual(inputVolumeNode, modelId, conditions, targetAges, steps, device,
+                                                   volumeCourse), onEvent, timeout)
 
     def diseaseProgression(self, baselineVolumeNode, modelId, conditions, years, draws=4, steps=None,
-                           device="auto", onEvent=None, timeout=None):
-        """A SeriesNodes over ``years`` after baseline."""
-        return self.run(self.prepareProgression(baselineVolumeNode, modelId, conditions, years, draws, steps, device),
-                        onEvent, timeout)
+                           device="auto", onEvent=None, timeout=None, volumeCourse=True):
+        """A SeriesNodes over ``years`` after baseline (``volumeCourse`` as for counterfactualAging)."""
+        return self.run(self.prepareProgression(baselineVolumeNode, modelId, conditions, years, draws, steps, device,
+                                                volumeCourse), onEvent, timeout)
 
     def loadSimulatedSubject(self, seed=1_000_000, sex="F", diagnosis="CN", age=70.0, onEvent=None, timeout=None):
         """A subject of the simulated cohort (ground truth) as volume + segmentation nodes: an
@@ -115,7 +116,8 @@ class SceneLogic:
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed {modelId} (synthetic)")
         return job
 
-    def prepareCounterfactual(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto"):
+    def prepareCounterfactual(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto",
+                              volumeCourse=True):
         ages = sorted({float(a) for a in targetAges})
         if not ages:
             raise InputError("give at least one target age")
@@ -123,13 +125,15 @@ class SceneLogic:
                                      "device": device}, None, "", Path(tempfile.mkdtemp(prefix="synthmed-")))
         if steps is not None:
             job.params["steps"] = int(steps)
+        if not volumeCourse:  # absent: the course the model ships, if any (as on the command line)
+            job.params["volumeCourse"] = False
         job.params["image"] = self._write_input(inputVolumeNode, job.work_dir)
         job.title = f"{inputVolumeNode.GetName()} aged (synthetic)"
         job.build = lambda result: results.build_series(self.scene, result, job.title, inputVolumeNode)
         return job
 
     def prepareProgression(self, baselineVolumeNode, modelId, conditions, years, draws=4, steps=None,
-                           device="auto"):
+                           device="auto", volumeCourse=True):
         years = sorted({float(y) for y in years})
         if not years or years[0] <= 0:
             raise InputError("give one or more follow-up times in years after baseline (> 0)")
@@ -138,6 +142,8 @@ class SceneLogic:
                   Path(tempfile.mkdtemp(prefix="synthmed-")))
         if steps is not None:
             job.params["steps"] = int(steps)
+        if not volumeCourse:
+            job.params["volumeCourse"] = False
         job.params["image"] = self._write_input(baselineVolumeNode, job.work_dir)
         job.title = f"{baselineVolumeNode.GetName()} progression (synthetic)"
         job.build = lambda result: results.build_series(self.scene, result, job.title, baselineVolumeNode)

@@ -120,6 +120,8 @@ class Panels:
             self.buildConditions(box, model)
         self.ui.labelConditionSelector.setVisible(bool(model and model.get("labelCondition")))
         self.ui.labelConditionSelectorLabel.setVisible(bool(model and model.get("labelCondition")))
+        for checkBox in (self.ui.counterfactualVolumeCourseCheckBox, self.ui.progressionVolumeCourseCheckBox):
+            checkBox.setVisible(bool(model and model.get("volumeCourse")))
         self.updateMemory()
         self.updateButtons()
 
@@ -231,12 +233,18 @@ class Panels:
                 age += step
             return self.core.prepareCounterfactual(ui.counterfactualInputSelector.currentNode(), model["id"],
                                                    conditions, ages, steps=ui.counterfactualStepsSpinBox.value,
-                                                   device=device)
+                                                   device=device, volumeCourse=self.useVolumeCourse(
+                                                       model, ui.counterfactualVolumeCourseCheckBox))
         horizon, every = ui.horizonSpinBox.value, ui.horizonStepSpinBox.value
         years = [round(every * i, 2) for i in range(1, int(horizon / every + 1e-6) + 1)]
         return self.core.prepareProgression(ui.progressionInputSelector.currentNode(), model["id"], conditions,
                                             years, draws=ui.progressionDrawsSpinBox.value,
-                                            steps=ui.progressionStepsSpinBox.value, device=device)
+                                            steps=ui.progressionStepsSpinBox.value, device=device,
+                                            volumeCourse=self.useVolumeCourse(model, ui.progressionVolumeCourseCheckBox))
+
+    @staticmethod
+    def useVolumeCourse(model, checkBox):
+        return bool(model.get("volumeCourse")) and checkBox.checked
 
     def onPoll(self):
         events, ended = self.core.poll()

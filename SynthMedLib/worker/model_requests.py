@@ -38,6 +38,7 @@ def describe(card):
         "pipelines": sorted(card.pipelines), "conditioning": card.conditioning,
         "segments": ((card.get("outputs") or {}).get("labels") or {}).get("segments", []),
         "labelCondition": _label_conditioned(card),
+        "volumeCourse": bool((card.get("auxiliary") or {}).get("volume_course")),
     }
 
 
