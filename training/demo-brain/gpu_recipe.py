@@ -39,7 +39,7 @@ def seconds_per_step(run_dir):
     return (float(last["seconds"]) - float(first["seconds"])) / max(1, int(last["step"]) - int(first["step"]))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="demo-brain-v3")
     parser.add_argument("--data", required=True, help="dataset folder to train on")
@@ -48,7 +48,8 @@ def main():
     parser.add_argument("--out", required=True, help="folder to copy results into")
     parser.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
     parser.add_argument("--stages", default=",".join(SHARES), help="comma-separated, in order")
-    args = parser.parse_args()
+    parser.add_argument("--configs", default=str(CONFIGS), help="folder of <recipe>-<stage>.json")
+    args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.budget
@@ -56,16 +57,18 @@ def main():
     stages = args.stages.split(",")
     shares = [SHARES[stage] for stage in stages]
     for index, stage in enumerate(stages):
-        path = CONFIGS / f"{args.recipe}-{stage}.json"
+        path = Path(args.configs) / f"{args.recipe}-{stage}.json"
         config = load_config(path)
         overrides = {"dataset": {"folder": args.data}, "threads": args.threads}
         share = shares[index] / sum(shares[index:])
-        stage_end = time.time() + share * (deadline - time.time())
+        started = time.time()
+        stage_end = started + share * (deadline - started)
         probe = args.probe_steps
         run_stage(path, {**overrides, "steps": probe}, progress=False, export=False)
         rate = seconds_per_step(config["run_dir"])
-        # Keep 15 s of the share for the export and the next stage's start.
-        more = int((stage_end - time.time() - 15) / rate)
+        # Keep some of the share (15 s, less for a short one) for the export and the next start.
+        reserve = min(15.0, 0.2 * (stage_end - started))
+        more = int((stage_end - time.time() - reserve) / rate)
         steps = min(int(config["steps"]), probe + more)
         steps = max(probe, steps - steps % int(config["log_every"]))
         result = run_stage(path, {**overrides, "steps": steps}, progress=False)

@@ -50,12 +50,12 @@ def unpack(source, folder):
     return write_dataset(folder, zip(images, labels), meta, codes.shape[1:])
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("pack", "unpack"))
     parser.add_argument("source")
     parser.add_argument("target")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = (pack if args.action == "pack" else unpack)(args.source, args.target)
     print(f"{args.action}ed {args.source} -> {result} ({Path(result).stat().st_size / 1e6:.1f} MB)"
           if args.action == "pack" else f"unpacked {args.source} -> {result}")
