@@ -46,6 +46,20 @@ def test_memorisation_distances():
     assert metrics.nearest_distances(samples, training) == pytest.approx([0.05, 0.2])
 
 
+def test_denoising_both_sides_removes_the_noise_advantage_of_a_smooth_sample():
+    rng = np.random.default_rng(1)
+    anatomy = np.stack([np.full((12, 12, 12), level, np.float32) for level in (0.3, 0.32, 0.5)])
+    training = anatomy + rng.normal(0, 0.05, anatomy.shape).astype(np.float32)
+    sample = anatomy[2:] + 0.03  # smooth, 0.03 from subject 2's anatomy, no noise
+    ids = [0, 1, 2]
+    # Raw: the noiseless sample looks closer than two training subjects are (0.02 apart).
+    assert metrics.nearest_distances(sample, training)[0] < 0.06
+    assert metrics.closest_different_subjects(training, ids) > 0.06
+    smooth_training = metrics.denoised(training, 2.0)
+    assert metrics.nearest_distances(metrics.denoised(sample, 2.0), smooth_training)[0] == pytest.approx(0.03, abs=0.01)
+    assert metrics.closest_different_subjects(smooth_training, ids) == pytest.approx(0.02, abs=0.01)
+
+
 def test_spearman_of_a_monotone_relation_is_one():
     ages = np.linspace(50, 90, 10)
     assert metrics.spearman(ages, np.exp(ages / 20)) == pytest.approx(1.0)

@@ -109,6 +109,16 @@ def plot_losses(run_root, path):
     return True
 
 
+def _denoised_memorisation(memorisation):
+    smooth = memorisation.get("denoised")
+    if not smooth:
+        return ""
+    return (f" Memorisation with both sides smoothed ({smooth['sigma_voxels']:g} voxel Gaussian, which "
+            f"removes the noise a sample lacks and training images carry): nearest training image "
+            f"{smooth['nearest_training_rmse_min']:.4f} vs two closest training subjects "
+            f"{smooth['closest_two_training_subjects_rmse']:.4f}.")
+
+
 def write_report(result, out, run_root=None, command="synthmed evaluate"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +143,8 @@ def write_report(result, out, run_root=None, command="synthmed evaluate"):
               f"image for any reconstruction that does not reproduce the noise. Cohort ventricles at 75 (F): CN "
               f"{result['control']['cohort_cn75_ventricles_mean']:.1f} mL, AD "
               f"{result['control']['cohort_ad75_ventricles_mean']:.1f} mL. Realism per volume: "
-              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in result["realism"]["per_volume"].items()) + ".",
+              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in result["realism"]["per_volume"].items()) + "."
+              + _denoised_memorisation(result["memorisation"]),
               "", "![control](control.png)", "", "![samples](samples.png)"]
     if losses:
         lines += ["", "![training losses](losses.png)"]
