@@ -39,6 +39,22 @@ def seconds_per_step(run_dir):
     return (float(last["seconds"]) - float(first["seconds"])) / max(1, int(last["step"]) - int(first["step"]))
 
 
+def send_back(card, fitted, out):
+    """What the lent machine returns after each stage: the card, every exported weights file it
+    names, the fitted steps and the stages' logs (a few files: the tool returns at most 8)."""
+    card_data = json.loads(card.read_text())
+    for name in SHARES:
+        weights = card.parent / card_data["weights"][card_data["networks"][name]["weights"]]["file"]
+        if weights.exists():
+            shutil.copy2(weights, out / weights.name)
+    shutil.copy2(card, out / "card.json")
+    (out / "steps.json").write_text(json.dumps(fitted, indent=1))
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
+        for name in ("log.tsv", "result.json", "steps.json"):
+            for item in sorted(card.parent.glob(f"*/{name}")):
+                archive.add(item, arcname=str(item.relative_to(card.parent)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="demo-brain-v3")
@@ -77,18 +93,7 @@ def main(argv=None):
         print(f"{stage}: {result['step']} steps at {rate * 1000:.1f} ms/step; "
               f"losses {result['last_losses']}", flush=True)
         (Path(config["run_dir"]) / "steps.json").write_text(json.dumps(fitted, indent=1))
-        card = Path(config["card"])
-        card_data = json.loads(card.read_text())
-        for name in SHARES:
-            weights = card.parent / card_data["weights"][card_data["networks"][name]["weights"]]["file"]
-            if weights.exists():
-                shutil.copy2(weights, out / weights.name)
-        shutil.copy2(card, out / "card.json")
-        (out / "steps.json").write_text(json.dumps(fitted, indent=1))
-        with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
-            for name in ("log.tsv", "result.json", "steps.json"):
-                for item in sorted(card.parent.glob(f"*/{name}")):
-                    archive.add(item, arcname=str(item.relative_to(card.parent)))
+        send_back(Path(config["card"]), fitted, out)
     print(f"done with {deadline - time.time():.0f} s of the budget left")
 
 
