@@ -50,3 +50,17 @@ def write_tiny_model(folder, seed=0):
         save_file(state, str(folder / data["weights"][name]["file"]))
     (folder / "card.json").write_text(json.dumps(data, indent=1))
     return folder
+
+
+def ship_volume_course(folder, diagnosis, name="tiny-course"):
+    """Give the card in ``folder`` a volume course of its own (``auxiliary.volume_course``), as
+    demo-brain ships one: ventricles +5 %/year for ``diagnosis``."""
+    from SynthMedLib.pipelines.volume_course import VolumeCourse
+
+    folder = Path(folder)
+    VolumeCourse({diagnosis: {"ventricles_ml": 0.05}}, name).save(folder / "course.json")
+    data = json.loads((folder / "card.json").read_text())
+    data.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
+    (folder / "card.json").write_text(json.dumps(data))
+    return folder
+

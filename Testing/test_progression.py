@@ -1,8 +1,6 @@
 """Disease progression end to end on a tiny random model: ControlNet on the baseline latent +
 time gap, all time points x draws in one batch, latent averaging, native-grid outputs, CLI."""
 
-import json
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -14,7 +12,7 @@ from SynthMedLib.pipelines.controlnet_input import age_channel_rule, controlnet_
 from SynthMedLib.pipelines.progression import progression
 from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_volume_course
 
-from pipeline_fixtures import tiny_card_data, tiny_model, write_tiny_model
+from pipeline_fixtures import ship_volume_course, tiny_card_data, tiny_model, write_tiny_model
 from spaces_fixtures import GRIDS, brain_source, scan_on
 
 COVARIATES = {"age": 70, "sex": "M", "diagnosis": "AD"}
@@ -146,11 +144,7 @@ def test_a_card_that_ships_a_volume_course_uses_it_unless_told_not_to(baseline, 
     from SynthMedLib.pipelines.volume_course import card_volume_course
 
     assert card_volume_course(load_card("demo-brain")).rates["AD"]["ventricles_ml"] > 0
-    folder = write_tiny_model(tmp_path / "model")
-    VolumeCourse({"AD": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
-    data = json.loads((folder / "card.json").read_text())
-    data.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
-    (folder / "card.json").write_text(json.dumps(data))
+    folder = ship_volume_course(write_tiny_model(tmp_path / "model"), "AD")
     card = load_card(str(folder))
     model = tiny_model()
     model = LoadedModel(card, model.networks, weights_sha256=model.weights_sha256)
@@ -167,11 +161,7 @@ def test_a_card_that_ships_a_volume_course_uses_it_unless_told_not_to(baseline, 
 
 def test_cli_uses_the_models_volume_course_and_no_volume_course_turns_it_off(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
-    folder = write_tiny_model(tmp_path / "tiny")
-    VolumeCourse({"AD": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
-    data = json.loads((folder / "card.json").read_text())
-    data.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
-    (folder / "card.json").write_text(json.dumps(data))
+    folder = ship_volume_course(write_tiny_model(tmp_path / "tiny"), "AD")
     scan = scan_on(GRIDS["ras-3mm"](), brain_source())
     sitk.WriteImage(scan, str(tmp_path / "base.nii.gz"))
     common = ["progress", "--model", str(folder), "--baseline", str(tmp_path / "base.nii.gz"),

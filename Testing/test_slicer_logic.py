@@ -309,16 +309,12 @@ def test_progression_makes_a_years_sequence_under_the_study(scene, study_input, 
 
 def test_the_models_volume_course_sizes_the_change_unless_unticked(scene, study_input, tiny_model_card,
                                                                     logic_factory, tmp_path):
+    from pipeline_fixtures import ship_volume_course
     from SynthMedLib.cards import load_card
-    from SynthMedLib.pipelines.volume_course import VolumeCourse
     from SynthMedLib.worker.model_requests import describe
 
     assert describe(load_card("demo-brain"))["volumeCourse"] is True
-    folder = shutil.copytree(tiny_model_card, tmp_path / "tiny-with-course")
-    VolumeCourse({"MCI": {"ventricles_ml": 0.05}}, "tiny-course").save(folder / "course.json")
-    card = json.loads((folder / "card.json").read_text())
-    card.setdefault("auxiliary", {})["volume_course"] = {"file": "course.json"}
-    (folder / "card.json").write_text(json.dumps(card))
+    folder = ship_volume_course(shutil.copytree(tiny_model_card, tmp_path / "tiny-with-course"), "MCI")
     assert describe(load_card(str(folder)))["volumeCourse"] is True
     node, _study = study_input
     logic = logic_factory(scene)

@@ -37,12 +37,8 @@ def add_volume_course_option(parser):
 
 
 def load_volume_course(args):
-    from SynthMedLib.pipelines.volume_course import MODEL_OWN, VolumeCourse
-    if args.no_volume_course:
-        return None
-    if not args.volume_course:
-        return MODEL_OWN
-    return VolumeCourse.load(args.volume_course)
+    from SynthMedLib.pipelines.volume_course import chosen_volume_course
+    return chosen_volume_course(args.volume_course, off=args.no_volume_course)
 
 
 def add_subject_options(parser):

@@ -99,12 +99,13 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
     say("diversity and memorisation")
     result["diversity"] = {"samples_ms_ssim": metrics.mean_pairwise_ms_ssim(samples[32:48]),
                            "cohort_ms_ssim": metrics.mean_pairwise_ms_ssim(cn75.images[:, 0])}
+    subject_ids = [m["seed"] for m in training_data.meta]
     nearest = metrics.nearest_distances(samples, training_data.images)
     result["memorisation"] = {
         "nearest_training_rmse_min": float(nearest.min()),
         "nearest_training_rmse_mean": float(nearest.mean()),
         "closest_two_training_subjects_rmse": metrics.closest_different_subjects(
-            training_data.images, [m["seed"] for m in training_data.meta])}
+            training_data.images, subject_ids)}
     # The same check with the noise smoothed out of both sides (reported beside the target's raw
     # figure, not instead of it).
     smooth_training = metrics.denoised(training_data.images, MATCHED_NOISE_SIGMA_VOXELS)
@@ -114,7 +115,7 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
         "sigma_voxels": MATCHED_NOISE_SIGMA_VOXELS,
         "nearest_training_rmse_min": float(smooth_nearest.min()),
         "closest_two_training_subjects_rmse": metrics.closest_different_subjects(
-            smooth_training, [m["seed"] for m in training_data.meta])}
+            smooth_training, subject_ids)}
 
     say("speed")
     started = time.perf_counter()  # the networks are loaded and warm: this is one sample

@@ -62,10 +62,15 @@ class VolumeCourse:
 MODEL_OWN = "card"  # volume_course= value meaning "the course the model's card ships, if any"
 
 
+def shipped_course_entry(card):
+    """The card's ``auxiliary.volume_course`` entry ({"file": ...}), or None."""
+    return (card.get("auxiliary") or {}).get("volume_course")
+
+
 def card_volume_course(card):
     """The volume course a card ships (``auxiliary.volume_course.file`` beside the card), or None
     when it ships none."""
-    entry = (card.get("auxiliary") or {}).get("volume_course")
+    entry = shipped_course_entry(card)
     if not entry:
         return None
     if card.directory is None:
@@ -82,6 +87,14 @@ def resolve_volume_course(card, volume_course):
                              f"not {volume_course!r}")
         return card_volume_course(card)
     return volume_course
+
+
+def chosen_volume_course(path=None, off=False):
+    """The pipelines' ``volume_course`` for what a user chose (command line or Slicer): ``off``
+    the model alone (None), a course file's ``path``, else the course the model ships."""
+    if off:
+        return None
+    return VolumeCourse.load(path) if path else MODEL_OWN
 
 
 def fit_volume_course(records, name="volume-course"):

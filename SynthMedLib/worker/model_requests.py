@@ -7,6 +7,7 @@ download and Slicer's own Python needs none of the libraries.
 """
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.pipelines.volume_course import shipped_course_entry
 
 PIPELINES = ("generate", "counterfactual", "progression")
 
@@ -38,7 +39,7 @@ def describe(card):
         "pipelines": sorted(card.pipelines), "conditioning": card.conditioning,
         "segments": ((card.get("outputs") or {}).get("labels") or {}).get("segments", []),
         "labelCondition": _label_conditioned(card),
-        "volumeCourse": bool((card.get("auxiliary") or {}).get("volume_course")),
+        "volumeCourse": bool(shipped_course_entry(card)),
     }
 
 

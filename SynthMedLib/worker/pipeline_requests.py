@@ -59,12 +59,10 @@ def series_result(context, series, card, index_name, index_values):
 def _volume_course(params):
     """A request's ``volumeCourse``: a course file, false/null for the model alone, absent for the
     course the model ships (as on the command line)."""
-    from SynthMedLib.pipelines.volume_course import MODEL_OWN, VolumeCourse
+    from SynthMedLib.pipelines.volume_course import chosen_volume_course
 
-    value = params.get("volumeCourse", MODEL_OWN)
-    if value in (None, False):
-        return None
-    return MODEL_OWN if value == MODEL_OWN else VolumeCourse.load(value)
+    value = params.get("volumeCourse")
+    return chosen_volume_course(value or None, off="volumeCourse" in params and not value)
 
 
 def counterfactual(params, context):
