@@ -3,11 +3,13 @@
 The file grows as ``<name>.part`` beside its final place; an interrupted transfer resumes from
 the bytes already there (HTTP Range); the digest is checked before ``os.replace`` moves it into
 place atomically, so a final path only ever holds a complete, verified file. A checksum mismatch
-deletes the partial file (resuming it could never succeed).
+deletes the partial file (resuming it could never succeed). What Google Drive and the Hugging Face
+hub do on the way (a confirm page, a redirect to a CDN, the hub's own sha256) is in ``hosts``.
 """
 
 import hashlib
 import http.client
+import http.cookiejar
 import os
 import socket
 import urllib.error
@@ -15,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from SynthMedLib.errors import Cancelled, WeightsError
+from SynthMedLib.weights import hosts
 
 CHUNK = 1 << 20
 USER_AGENT = "SynthMed (weights download)"
@@ -26,17 +29,21 @@ def download(url, dest, sha256=None, md5=None, size=None, progress=None, cancel=
 
     ``progress(done_bytes, total_bytes_or_None)`` is called per chunk; ``cancel()`` returning True
     stops the transfer with Cancelled (the partial file is kept so a later call resumes).
-    Interrupted transfers are resumed up to ``retries`` times before giving up.
+    Interrupted transfers are resumed up to ``retries`` times before giving up. For a Hugging Face
+    hub URL the hub's sha256 and size are checked too (and used when the card has none).
     """
     dest = Path(dest)
     if not url or not url.lower().startswith(("http://", "https://")):
         raise WeightsError(f"cannot download {dest.name}: '{url}' is not an http(s) URL")
+    if hosts.is_hub_url(url):
+        sha256, size = _with_hub_expectations(url, dest, sha256, size, timeout)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    cookies = http.cookiejar.CookieJar()  # Drive's confirm step may hang on a cookie
     attempt = 0
     while True:
         try:
-            _transfer(url, part, size, progress, cancel, timeout, show_bar)
+            _transfer(url, part, size, progress, cancel, timeout, show_bar, cookies)
             break
         except _Interrupted as interruption:
             attempt += 1
@@ -52,19 +59,57 @@ class _Interrupted(Exception):
     pass
 
 
-def _transfer(url, part, size, progress, cancel, timeout, show_bar):
+def _with_hub_expectations(url, dest, sha256, size, timeout):
+    """The card's sha256 and size, completed (or contradicted, before any byte moves) by the hub's."""
+    hub = hosts.hub_expectations(url, USER_AGENT, timeout)
+    if sha256 and hub.get("sha256") and hub["sha256"] != sha256.lower():
+        raise WeightsError(f"{dest.name}: the hub now serves another file than the card describes "
+                           f"(hub sha256 {hub['sha256']}, card {sha256}"
+                           f"{', revision ' + hub['revision'] if hub.get('revision') else ''}); "
+                           f"nothing was downloaded")
+    return sha256 or hub.get("sha256"), size if size is not None else hub.get("size")
+
+
+def _open(url, done, timeout, cookies):
+    """The response that carries the file's bytes (from byte ``done``), through a host's confirm
+    page if it puts one in front; None when the server has nothing left to send (416)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+
+    def request_for(target):
+        request = urllib.request.Request(target, headers={"User-Agent": USER_AGENT})
+        if done:
+            request.add_header("Range", f"bytes={done}-")
+        hosts.add_hub_auth(request)
+        return request
+
+    response = opener.open(request_for(url), timeout=timeout)
+    if response.status == 200 and hosts.is_html(response):
+        with response:
+            page, page_url = hosts.read_page(response), response.url
+        target = hosts.confirm_url(page, page_url, [(c.name, c.value) for c in cookies])
+        if target is None:
+            raise WeightsError(f"{url} answered with a web page, not a weights file (a login or "
+                               f"landing page?); download it in a browser and import it with "
+                               f"'synthmed models add --weights'")
+        response = opener.open(request_for(target), timeout=timeout)
+        if response.status == 200 and hosts.is_html(response):
+            response.close()
+            raise WeightsError(f"{url} still answers with a web page after its confirm step; "
+                               f"download it in a browser and import it with "
+                               f"'synthmed models add --weights'")
+    return response
+
+
+def _transfer(url, part, size, progress, cancel, timeout, show_bar, cookies):
     done = part.stat().st_size if part.exists() else 0
     if size is not None and done >= size:
         return  # everything is there already; verification decides
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    if done:
-        request.add_header("Range", f"bytes={done}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _open(url, done, timeout, cookies)
     except urllib.error.HTTPError as error:
         if error.code == 416 and done:
             return  # nothing left to send: the partial file is complete or wrong; verify it
-        raise WeightsError(f"the server answered {error.code} {error.reason} for {url}"
+        raise WeightsError(f"the server answered {error.code} {error.reason} for {error.url}"
                            + (f"; {done} bytes kept in {part} for a later resume" if done else "")
                            ) from None
     except (urllib.error.URLError, socket.timeout, ConnectionError) as error:
