@@ -10,10 +10,12 @@
   and ``X-Linked-Size``, so a card without a checksum is still verified against the hub's own.
   A token (``HF_TOKEN``) goes to the hub only, never to the CDN it redirects to.
 
-Why not ``gdown`` / ``huggingface_hub``: gdown (6.5, measured) resumes and hashes, but only runs
-the confirm flow for hosts it recognises as Google's (so it cannot be exercised against a local
-imitation without patching it), keeps its partial file under a random name, writes cookies to
-~/.cache/gdown, and would add beautifulsoup4 and PySocks to Slicer's Python for ~60 lines of
+Why not ``gdown`` / ``huggingface_hub``: gdown 6.5.1 resumes and hashes, but tried against the
+Drive imitation in Testing/weights_server.py it saved the 866-byte interstitial page as the
+"file" without an error (it runs the confirm flow only for hosts it knows as Google's), and for a
+Drive id it rewrites the URL to https://drive.google.com/uc?id=…, so its flow cannot be run
+against a local server at all; it also keeps its partial file under a random name, writes cookies
+to ~/.cache/gdown and would add beautifulsoup4 and PySocks to Slicer's Python for ~60 lines of
 parsing. huggingface_hub keeps its own cache (~/.cache/huggingface or a local_dir with metadata
 folders) beside ours and takes no cancel callback; the two things it adds for single files, the
 LFS sha256 and the token kept off the CDN, are a HEAD request and an unredirected header here.
