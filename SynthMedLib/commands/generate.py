@@ -47,7 +47,9 @@ def run(args):
 
     from SynthMedLib import provenance
     from SynthMedLib.commands.scan_options import extra_conditions, parse_numbers, read_scan
+    from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.generate import generate
+    from SynthMedLib.sampling.samplers import check_guidance
     from SynthMedLib.sampling.device import pick_device
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.weights.load import load_model
@@ -64,6 +66,8 @@ def run(args):
     label_map = read_scan(args.label_map) if args.label_map else None
     mapping = _id_pairs(args.label_map_ids) if args.label_map_ids else None
 
+    # card-level refusals before any weights are read (or found missing)
+    check_guidance(load_card(args.model), args.guidance)
     model = load_model(args.model, pipeline="generate", device=pick_device(args.device))
     samples = generate(model, conditions, count=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,

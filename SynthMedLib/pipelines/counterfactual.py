@@ -28,7 +28,7 @@ from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.sampling.samplers import invert, sample
+from SynthMedLib.sampling.samplers import check_guidance, invert, sample
 from SynthMedLib.spaces import ModelSpace, to_model_space
 
 # With a volume course, how much of the model's change away from the ventricles' neighbourhood is
@@ -65,6 +65,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     steps = int(steps or card["scheduler"].get("default_steps", 50))
     guidance = float(guidance if guidance is not None else
                      card["scheduler"].get("counterfactual_guidance", 1.0))
+    check_guidance(card, guidance)
     outside_change = float(COURSE_OUTSIDE_CHANGE if outside_change is None else outside_change)
     autoencoder = model.network("autoencoder")
 

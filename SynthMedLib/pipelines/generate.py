@@ -24,7 +24,7 @@ from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, parse_dtype, pick_device, seeded_noise
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.sampling.samplers import check_sampler, default_sampler, sample, sampler_name
+from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample, sampler_name
 from SynthMedLib.spaces.model_space import ModelSpace
 
 DPM_DEFAULT_STEPS = 15  # matches DDIM-50's error (bench/sampler_benchmark.py)
@@ -55,6 +55,7 @@ def generate(model, conditions=None, count=1, seed=0, sampler=None, steps=None, 
     sampler = sampler_name(sampler or default_sampler(card))
     steps = int(steps or (DPM_DEFAULT_STEPS if sampler == "dpm++2m" else card["scheduler"].get("default_steps", 50)))
     check_sampler(card, sampler, steps)
+    check_guidance(card, guidance)
     if int(count) < 1:
         raise InputError("generate at least one sample (count >= 1)")
 

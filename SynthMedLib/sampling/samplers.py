@@ -44,6 +44,23 @@ def check_sampler(card, sampler, steps):
                          "for fewer steps use ddim with eta=1 (ancestral) or dpm++2m")
 
 
+def check_guidance(card, guidance):
+    """Refuse classifier-free guidance where it has no meaning: a model trained without dropping
+    its conditions (card ``conditioning.classifier_free_guidance: false``) has never learnt the
+    unconditional prediction that guidance extrapolates from, so any scale but 1 gives an output
+    no one trained; a model without condition variables has nothing to guide."""
+    if float(guidance) == 1.0:
+        return
+    section = card["conditioning"] or {}
+    if not section.get("variables"):
+        raise InputError(f"model '{card['id']}' has no conditions to guide: leave --guidance at 1")
+    if section.get("classifier_free_guidance") is False:
+        raise InputError(f"model '{card['id']}' was trained with its conditions always given (no "
+                         f"condition dropout), so it has no unconditional prediction and "
+                         f"classifier-free guidance is not valid for it: leave --guidance at 1 "
+                         f"(got {guidance:g})")
+
+
 def ddim_timesteps(num_train_timesteps, steps):
     """Evenly strided timesteps starting at the noisiest one.
 
