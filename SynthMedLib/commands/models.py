@@ -23,8 +23,18 @@ def register(subparsers):
     verify.add_argument("--no-architecture", action="store_true",
                         help="skip reading the files to check their keys (checksums only)")
     add = actions.add_parser("add", help="register your own card + weights folder, or a MONAI "
-                             "bundle folder (configs/ + models/)")
-    add.add_argument("path")
+                             "bundle folder (configs/ + models/); or, with --weights, import "
+                             "weights you downloaded by hand for a known model",
+                             description="synthmed models add PATH registers a model folder. "
+                             "synthmed models add MODEL --weights FILE [--weights FILE2 ...] "
+                             "checks each file against MODEL's architecture (which also says "
+                             "which of its weights the file is) and its checksums where the card "
+                             "has them, then copies it into the cache.")
+    add.add_argument("path", help="model folder or bundle; with --weights: the model id or card")
+    add.add_argument("--weights", action="append", metavar="FILE",
+                     help="a weights file downloaded by hand (repeatable)")
+    add.add_argument("--as", dest="weights_name", metavar="NAME",
+                     help="which weights of the card the file is (default: found from its keys)")
     add.add_argument("--id", help="model id to register it under (default: the card's id or the "
                      "bundle folder's name)")
     add.add_argument("--force", action="store_true", help="replace a model with the same id")
@@ -153,6 +163,11 @@ def _add(args):
     from SynthMedLib.cards.add import add_model
     from SynthMedLib.weights import cache
 
+    if args.weights:
+        return _import_weights(args)
+    if args.weights_name:
+        print("--as only goes with --weights", file=sys.stderr)
+        return 2
     card, copied = add_model(args.path, model_id=args.id, force=args.force)
     print(f"added '{card.id}' to {cache.model_dir(card.id)}"
           + (f" with {', '.join(copied)}" if copied else " (no weights files copied)"))
@@ -160,4 +175,14 @@ def _add(args):
         if "assumed" in note or "unnamed" in note:
             print(f"  check: {note}")
     print(f"run 'synthmed models verify {card.id}' to check its weights")
+    return 0
+
+
+def _import_weights(args):
+    from SynthMedLib.weights.manual_import import import_weights
+
+    for row in import_weights(args.path, args.weights, name=args.weights_name, force=args.force):
+        print(f"{row['name']}: {row['file']} -> {row['path']} (checked: {', '.join(row['checked'])})")
+        if "sha256" not in row["checked"]:
+            print(f"    sha256 {row['sha256']} (the card has no checksum to compare)")
     return 0

@@ -26,10 +26,11 @@ def fetch_model(card, pipeline=None, progress=None, cancel=None, show_bar=True, 
             results.append((name, existing, "present"))
             continue
         if not spec.get("url"):
-            target = cache.download_target(card, name)
-            raise WeightsError(f"model '{card.id}' publishes no download URL for '{name}' "
-                               f"({spec['file']}): obtain it from the authors and copy it to "
-                               f"{target}")
+            where = (f"download it in a browser from {spec['download_page']}"
+                     if spec.get("download_page") else "obtain it from the authors")
+            raise WeightsError(f"model '{card.id}' publishes no download URL a program can follow "
+                               f"for '{name}' ({spec['file']}): {where}, then import it with "
+                               f"'synthmed models add {card.id} --weights FILE'")
         target = cache.download_target(card, name)
         report = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
         download(spec["url"], target, sha256=spec.get("sha256"), md5=spec.get("md5"),
