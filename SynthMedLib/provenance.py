@@ -7,7 +7,6 @@ attributes.
 """
 
 import datetime
-import json
 from pathlib import Path
 
 from SynthMedLib import __version__
@@ -50,12 +49,14 @@ def describe(image, entry):
 
 
 def write_sidecar(path, entry):
-    path = Path(path)
-    path.write_text(json.dumps(entry, indent=2, default=_jsonable) + "\n")
-    return path
+    """The JSON sidecar, written atomically (NaN refused: it is not JSON)."""
+    from SynthMedLib.storage.atomic import write_json
+
+    return write_json(Path(path), entry, default=jsonable)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """json's ``default`` for numpy/torch scalars and arrays."""
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):

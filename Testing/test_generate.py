@@ -47,7 +47,7 @@ def test_cli_writes_images_label_maps_and_sidecars(home, capsys):
                  "--no-progress"])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["tiny-brain_seed-0_T1w.json", "tiny-brain_seed-0_T1w.nii.gz", "tiny-brain_seed-0_dseg.nii.gz",
+    assert names == ["manifest.json", "tiny-brain_seed-0_T1w.json", "tiny-brain_seed-0_T1w.nii.gz", "tiny-brain_seed-0_dseg.nii.gz",
                      "tiny-brain_seed-1_T1w.json", "tiny-brain_seed-1_T1w.nii.gz", "tiny-brain_seed-1_dseg.nii.gz"]
     image = sitk.ReadImage(str(out / "tiny-brain_seed-1_T1w.nii.gz"))
     labels = sitk.ReadImage(str(out / "tiny-brain_seed-1_dseg.nii.gz"))

@@ -4,16 +4,14 @@ The user's files are copied, never moved or edited; the cache copy is what ``lis
 """
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from SynthMedLib.cards.bundle import card_from_bundle, is_bundle
 from SynthMedLib.cards.card import Card
 from SynthMedLib.cards.registry import CARD_FILE, is_shipped, read_card
 from SynthMedLib.errors import CardError
+from SynthMedLib.storage import atomic
 from SynthMedLib.weights import cache
 
 
@@ -59,13 +57,8 @@ def _id_from_name(name):
 
 
 def _copy_atomically(source, destination):
-    part = destination.with_name(destination.name + ".part")
-    shutil.copyfile(source, part)
-    os.replace(part, destination)
+    atomic.copy_file(source, destination)
 
 
 def _write_atomically(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".card-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)

@@ -6,13 +6,12 @@
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from SynthMedLib import __version__
+from SynthMedLib.storage import atomic
 from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS
 
 DESCRIPTION = "SYNTHETIC simulated-cohort brain (SynthMed), not a real scan"
@@ -31,18 +30,10 @@ def anat_paths(root, subject, age):
 
 
 def _write_image(image, path):
-    """Write via a temporary file and a rename: parallel writers and readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".nii.gz")
-    os.close(handle)
-    try:
-        image = sitk.Image(image)  # the caller's image keeps its metadata
-        image.SetMetaData("descrip", f"{DESCRIPTION} {__version__}"[:79])
-        sitk.WriteImage(image, temporary, useCompression=True)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    """Through the atomic verified writer: parallel writers and readers never see half a file."""
+    image = sitk.Image(image)  # the caller's image keeps its metadata
+    image.SetMetaData("descrip", f"{DESCRIPTION} {__version__}"[:79])
+    atomic.write_image(image, path)
 
 
 def sidecar(rendering):
@@ -71,11 +62,7 @@ def write_rendering(root, rendering):
 
 
 def _write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    atomic.write_text(path, text)
 
 
 def write_tables(root, subjects, volume_rows):

@@ -8,12 +8,12 @@ temporary name and renamed into place, so parallel processes never read a half-w
 """
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 
 import numpy as np
 
+from SynthMedLib.storage import atomic
 from SynthMedLib.weights.cache import home
 
 
@@ -31,12 +31,10 @@ def cached_arrays(name, key, compute):
     except (OSError, ValueError, KeyError):
         pass  # missing or unreadable: compute it again
     arrays = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except OSError:
+        atomic.write_bytes(path, buffer.getvalue())
+    except atomic.WriteError:
         pass  # a read-only home only costs the time to compute again next time
     return arrays

@@ -19,7 +19,7 @@ def register(subparsers):
                         help="classifier-free guidance of the regeneration (default: the card's "
                         "counterfactual_guidance, else 1)")
     scan_options.add_volume_course_option(parser)
-    parser.add_argument("--out", required=True, help="output folder")
+    scan_options.add_output_options(parser)
     scan_options.add_model_options(parser)
     parser.add_argument("--no-cache", action="store_true",
                         help="do not read or write the on-disk inversion cache")
@@ -32,6 +32,7 @@ def run(args):
     from SynthMedLib.pipelines.outputs import write_series
 
     ages = scan_options.parse_numbers(args.target_ages, "--target-ages")
+    out = scan_options.output_folder(args)
     scan = scan_options.read_scan(args.input)
     source = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
                   diagnosis=args.diagnosis)
@@ -44,7 +45,7 @@ def run(args):
     series = counterfactual(model, scan, source, targets, steps=args.steps,
                             identity=args.identity, cache=cache, progress=progress,
                             guidance=args.guidance, volume_course=course)
-    written = write_series(series, args.out, scan_options.scan_stem(args.input), model.card)
+    written = write_series(series, out, scan_options.scan_stem(args.input), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")
     return 0

@@ -111,7 +111,6 @@ def model_available(model_id="demo-brain"):
 
 
 def run_model_demo(out, model_id="demo-brain"):
-    import SimpleITK as sitk
     from tqdm import tqdm
 
     from SynthMedLib import provenance
@@ -120,11 +119,11 @@ def run_model_demo(out, model_id="demo-brain"):
     from SynthMedLib.cohort.montage import write_montage
     from SynthMedLib.pipelines.generate import generate
     from SynthMedLib.pipelines.loaded_model import load_model
+    from SynthMedLib.storage import prepare_output_folder
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    # The demo is re-run into the same folder by `make demo`: it replaces its previous run.
+    folder = prepare_output_folder(out, overwrite=True)
+    out = folder.path
     card = load_card(model_id)
     model = load_model(card, "generate")
     keys = ("ventricles_ml", "csf_ml", "gm_ml", "wm_ml")
@@ -135,17 +134,19 @@ def run_model_demo(out, model_id="demo-brain"):
             for age in MODEL_AGES:
                 sample = generate(model, {"age": age, "sex": sex, "diagnosis": diagnosis}, seed=seed,
                                   device="cpu")[0]
-                stem = out / f"{card.id}_{sex}-{diagnosis}_age-{age:g}_seed-{seed}"
-                sitk.WriteImage(sample.image, f"{stem}_T1w.nii.gz", True)
-                sitk.WriteImage(sample.labels, f"{stem}_dseg.nii.gz", True)
-                provenance.write_sidecar(f"{stem}_T1w.json", sample.provenance)
+                stem = f"{card.id}_{sex}-{diagnosis}_age-{age:g}_seed-{seed}"
+                folder.write_image(sample.image, f"{stem}_T1w.nii.gz")
+                folder.write_image(sample.labels, f"{stem}_dseg.nii.gz")
+                folder.write_json(f"{stem}_T1w.json", sample.provenance,
+                                  default=provenance.jsonable)
                 volumes = measure_volumes(sample.labels)
-                table.append("\t".join([stem.name, sex, diagnosis, f"{age:g}", str(seed)]
+                table.append("\t".join([stem, sex, diagnosis, f"{age:g}", str(seed)]
                                         + [f"{volumes[k]:.1f}" for k in keys]))
                 row.append(_Sample(_Person(f"seed {seed}", sex, diagnosis), age, sample.image,
                                    sample.labels, volumes))
                 bar.update()
             rows.append(row)
-    (out / "volumes.tsv").write_text("\n".join(table) + "\n")
+    folder.write_text("volumes.tsv", "\n".join(table) + "\n")
+    folder.commit(pipeline="demo", model=card.id)
     return write_montage(out / "montage.png", rows,
                          title=f"SynthMed {card.id}: generated (synthetic) T1 + label maps")

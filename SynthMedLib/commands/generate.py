@@ -1,5 +1,6 @@
 """``synthmed generate``: new synthetic volumes (+ label maps) for given conditions."""
 
+from SynthMedLib.commands.scan_options import add_output_options, output_folder
 from SynthMedLib.errors import InputError
 
 
@@ -35,14 +36,11 @@ def register(subparsers):
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--out", required=True, help="output folder")
+    add_output_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args):
-    from pathlib import Path
-
-    import SimpleITK as sitk
     import torch
 
     from SynthMedLib import provenance
@@ -54,6 +52,7 @@ def run(args):
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.weights.load import load_model
 
+    out = output_folder(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     conditions = extra_conditions(args.condition)
@@ -78,15 +77,13 @@ def run(args):
     outputs = model.card["outputs"]
     image_suffix = outputs["image"].get("suffix", "image")
     label_suffix = (outputs.get("labels") or {}).get("suffix", "dseg")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for item in samples:
-        stem = out / f"{model.card['id']}_seed-{item.provenance['seed']}"
-        sitk.WriteImage(item.image, f"{stem}_{image_suffix}.nii.gz", True)
+        stem = f"{model.card['id']}_seed-{item.provenance['seed']}"
+        print(out.write_image(item.image, f"{stem}_{image_suffix}.nii.gz"))
         if item.labels is not None:
-            sitk.WriteImage(item.labels, f"{stem}_{label_suffix}.nii.gz", True)
-        provenance.write_sidecar(f"{stem}_{image_suffix}.json", item.provenance)
-        print(f"{stem}_{image_suffix}.nii.gz")
+            out.write_image(item.labels, f"{stem}_{label_suffix}.nii.gz")
+        out.write_json(f"{stem}_{image_suffix}.json", item.provenance, default=provenance.jsonable)
+    out.commit(pipeline="generate", model=model.card["id"])
     return 0
 
 

@@ -17,7 +17,7 @@ def register(subparsers):
                         help="noise draws averaged per follow-up (default: the card's, else 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first noise draw")
     scan_options.add_volume_course_option(parser)
-    parser.add_argument("--out", required=True, help="output folder")
+    scan_options.add_output_options(parser)
     scan_options.add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -27,6 +27,7 @@ def run(args):
     from SynthMedLib.pipelines.progression import progression
 
     years = scan_options.parse_numbers(args.years, "--years")
+    out = scan_options.output_folder(args)
     baseline = scan_options.read_scan(args.baseline)
     covariates = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
                       diagnosis=args.diagnosis)
@@ -35,7 +36,7 @@ def run(args):
     series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
                          seed=args.seed, identity=args.identity, volume_course=course,
                          progress=progress)
-    written = write_series(series, args.out, scan_options.scan_stem(args.baseline), model.card)
+    written = write_series(series, out, scan_options.scan_stem(args.baseline), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")
     return 0

@@ -71,17 +71,24 @@ def extra_conditions(pairs):
     return conditions
 
 
-def read_scan(path):
-    import SimpleITK as sitk
+def add_output_options(parser):
+    parser.add_argument("--out", required=True, help="output folder (new or empty)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="reuse a non-empty --out: the previous run's files are replaced")
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no image file at {path}")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"cannot read {path} as an image: {str(error).strip().splitlines()[-1]}"
-                         ) from None
+
+def output_folder(args):
+    """The checked --out (a storage.RunFolder), before any computation."""
+    from SynthMedLib.storage import prepare_output_folder
+
+    return prepare_output_folder(args.out, overwrite=args.overwrite)
+
+
+def read_scan(path):
+    """A scan read strictly (truncated files and NaN/inf voxels refused)."""
+    from SynthMedLib.storage import read_image
+
+    image = read_image(path)
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         # Some converters write a 3D scan as 4D with one volume; that is still one 3D scan.
         image = image[:, :, :, 0]

@@ -67,11 +67,13 @@ class InversionCache:
         self._remember(key, tensor)
         path = self._path(key)
         if path is not None:
-            from safetensors.torch import save_file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            save_file({"noise": tensor}, str(partial))
-            partial.replace(path)  # atomic: a reader never sees half a file
+            from safetensors.torch import save
+
+            from SynthMedLib.storage import atomic
+            try:  # atomic and verified: a reader never sees half a file
+                atomic.write_bytes(path, save({"noise": tensor}))
+            except atomic.WriteError:
+                pass  # a full or read-only disk only costs the inversion next time
 
     def registration(self, key, compute):
         """The (model image, NativeMapping) of a scan, computed once per process: the worker

@@ -7,7 +7,6 @@ sidecar saying it is synthetic and how it was made; one ``volumes.tsv`` for the 
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -64,31 +63,37 @@ def provenance(model, pipeline, **details):
     return shared_provenance.record(model.card, model.identity["weights"], pipeline, **details)
 
 
-def write_series(series, out_dir, stem, card):
-    """Write every target's files and volumes.tsv into ``out_dir``; returns the written paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_series(series, out, stem, card):
+    """Write every target's files, then volumes.tsv, then the manifest (the commit marker) into
+    ``out`` (a RunFolder from storage.prepare_output_folder, or a folder path: a previous run
+    there is replaced); returns the written paths, volumes.tsv last."""
+    from SynthMedLib.storage import RunFolder, prepare_output_folder
+
+    folder = out if isinstance(out, RunFolder) else prepare_output_folder(out, overwrite=True)
     outputs = card.get("outputs") or {}
     image_suffix = outputs.get("image", {}).get("suffix", "image")
     label_suffix = (outputs.get("labels") or {}).get("suffix", "dseg")
     written = []
     for result in series.results:
         entry = dict(series.provenance, **result.sidecar)
-        base = out_dir / f"{stem}_{result.name}"
+        base = f"{stem}_{result.name}"
         items = [(result.image, f"{base}_{image_suffix}.nii.gz"),
                  (result.labels, f"{base}_{label_suffix}.nii.gz"),
                  (result.difference, f"{base}_diff.nii.gz")]
-        for image, path in items:
+        for image, name in items:
             if image is None:
                 continue
-            sitk.WriteImage(shared_provenance.describe(sitk.Image(image), entry), path, True)
-            written.append(Path(path))
-        written.append(shared_provenance.write_sidecar(f"{base}_{image_suffix}.json", entry))
-    written.append(write_volumes(series, out_dir / "volumes.tsv", card))
+            written.append(folder.write_image(
+                shared_provenance.describe(sitk.Image(image), entry), name))
+        written.append(folder.write_json(f"{base}_{image_suffix}.json", entry,
+                                         default=shared_provenance.jsonable))
+    written.append(folder.write_text("volumes.tsv", volumes_table(series, card)))
+    folder.commit(pipeline=series.pipeline, model=series.provenance.get("model"))
     return written
 
 
-def write_volumes(series, path, card):
+def volumes_table(series, card):
+    """volumes.tsv's text: a row per target (and the model's reference reconstruction)."""
     columns = [column for _, column in volume_columns(card)]
     rows = ["\t".join(["target"] + columns)]
     if series.reference_volumes:
@@ -97,8 +102,7 @@ def write_volumes(series, path, card):
     for result in series.results:
         rows.append("\t".join([result.name] + [f"{result.volumes[c]:.3f}" if c in result.volumes
                                                else "n/a" for c in columns]))
-    Path(path).write_text("\n".join(rows) + "\n")
-    return Path(path)
+    return "\n".join(rows) + "\n"
 
 
 class StageTimer:

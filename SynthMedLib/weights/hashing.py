@@ -7,8 +7,6 @@ absolute path, size and modification time (any change of the file invalidates it
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from SynthMedLib.weights import cache
@@ -56,12 +54,9 @@ def _load_index():
 
 
 def _save_index(index):
-    target = _index_path()
+    from SynthMedLib.storage import atomic
+
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".hashes-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(index, handle, indent=0)
-        os.replace(tmp, target)
-    except OSError:
+        atomic.write_text(_index_path(), json.dumps(index, indent=0))
+    except atomic.WriteError:
         pass  # a read-only home only costs re-hashing next time

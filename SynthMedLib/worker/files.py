@@ -7,28 +7,30 @@ from SynthMedLib.errors import InputError
 
 
 def image_entry(context, image, name, role, index=None, provenance=None, labels=False):
-    """Write ``image`` into the output folder; returns {path, role, name, index, provenance}."""
+    """Write ``image`` into the output folder (atomically, verified); returns {path, role, name,
+    index, provenance}."""
     import SimpleITK as sitk
+
+    from SynthMedLib.storage.atomic import write_image
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = context.output_dir / f"{safe}.nii.gz"
     if labels:
         image = sitk.Cast(image, sitk.sitkUInt8)
-    sitk.WriteImage(image, str(path), useCompression=True)
+    write_image(image, path)
     return {"path": str(path), "role": role, "name": name, "index": index or {},
             "provenance": provenance or {}}
 
 
 def read_input(params, key="image"):
     """The input image a request names."""
-    import SimpleITK as sitk
+    from SynthMedLib.storage.reading import read_image
 
     path = params.get(key)
     if not path:
         raise InputError(f"the request has no '{key}' file")
+    if not isinstance(path, str):
+        raise InputError(f"'{key}' must be a file path (a string), not {type(path).__name__}")
     if not os.path.isfile(path):
         raise InputError(f"input file {path} does not exist")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"cannot read {path} as an image: {error}") from None
+    return read_image(path)
