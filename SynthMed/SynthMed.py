@@ -6,6 +6,7 @@ real MRML without the application; inference runs in the SynthMedLib worker proc
 never freezes and a crash in a model never takes Slicer down.
 """
 
+import logging
 import os
 import sys
 
@@ -19,6 +20,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
 # SynthMedLib sits beside this file in the packaged extension (already importable); in a source
@@ -30,12 +32,20 @@ for _candidate in (_moduleDir, os.path.dirname(_moduleDir)):
             sys.path.append(_candidate)
         break
 
+from SynthMedSlicer.parameters import PanelParameters  # noqa: E402  (needs the path above)
+
+
+@parameterNodeWrapper
+class SynthMedParameterNode(PanelParameters):
+    """The panel's settings, saved with the scene (fields: SynthMedSlicer/parameters.py). A
+    subclass, so that wrapping (which edits the class) never touches the qt-free one."""
+
 
 class SynthMed(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("SynthMed")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Synthesis")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
         self.parent.contributors = ["SynthMed developers"]
         self.parent.helpText = _(
@@ -57,6 +67,8 @@ class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.panels = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -68,9 +80,11 @@ class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = SynthMedLogic()
         from SynthMedSlicer.panels import Panels
 
-        self.panels = Panels(self.ui, self.logic, qt=qt, slicer=slicer)
-        self.panels.connect()
+        self.panels = Panels(self.ui, self.logic, lambda: self._parameterNode)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+        self.panels.connect()
 
     def cleanup(self):
         self.removeObservers()
@@ -79,9 +93,47 @@ class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic:
             self.logic.shutdown()
 
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
     def onSceneStartClose(self, caller, event):
         if self.panels:
             self.panels.cancelRunning()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode and self._parameterNodeGuiTag:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with a SlicerParameterName property in the .ui follow the node both ways.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            if self.panels and self.panels.models:  # a restored scene may name another model/device
+                self.panels.fillModels()
+                self.panels.fillDevices()
+
+    def onReload(self):
+        """Reload also the qt-free package and the library (as SlicerMONAIAuto3DSeg's onReload
+        reloads its Lib): drop them from sys.modules so that the reloaded module imports them
+        afresh, after the worker is stopped (a new one then runs the edited library too)."""
+        logging.debug("Reloading SynthMed, SynthMedSlicer and SynthMedLib")
+        self.cleanup()
+        for name in [n for n in sys.modules if n.split(".")[0] in ("SynthMedSlicer", "SynthMedLib")]:
+            del sys.modules[name]
+        super().onReload()
 
 
 class SynthMedLogic(ScriptedLoadableModuleLogic):
@@ -98,6 +150,9 @@ class SynthMedLogic(ScriptedLoadableModuleLogic):
         from SynthMedSlicer.logic import SceneLogic
 
         self.core = SceneLogic(slicer.mrmlScene, moduleDir=os.path.dirname(__file__))
+
+    def getParameterNode(self):
+        return SynthMedParameterNode(super().getParameterNode())
 
     def generate(self, modelId, conditions, **options):
         return self.core.generate(modelId, conditions, **options)
@@ -122,6 +177,15 @@ class SynthMedTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        # Nothing is installed from a test (the extension factory and a fresh Slicer lack torch and
+        # MONAI, and a test must not change the Python environment): say what is missing, skip.
+        from SynthMedSlicer.dependencies import missing_for_self_test
+
+        missing = missing_for_self_test(os.path.dirname(os.path.abspath(__file__)))
+        if missing:
+            self.delayDisplay(f"SynthMedTest skipped: not installed: {', '.join(missing)}")
+            logging.warning("SynthMedTest skipped: not installed: %s", ", ".join(missing))
+            return
         self.setUp()
         self.test_generate_demo()
         self.setUp()

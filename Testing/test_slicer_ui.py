@@ -23,7 +23,7 @@ WIRING = [MODULE / "SynthMed.py", MODULE / "SynthMedSlicer" / "panels.py"]
 
 def names_the_code_uses(path):
     """Attributes read off ``ui`` / ``self.ui``, and widget names given to getattr(self.ui, ...)
-    through string constants (the ACTIONS table)."""
+    through the module-level tables of widget names (CONDITION_BOXES, SERIES_WIDGETS)."""
     tree = ast.parse(path.read_text())
     used = set()
     for node in ast.walk(tree):
@@ -33,14 +33,18 @@ def names_the_code_uses(path):
                     isinstance(base, ast.Attribute) and base.attr == "ui"):
                 used.add(node.attr)
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ACTIONS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("CONDITION_BOXES", "SERIES_WIDGETS")
+                                                for t in node.targets):
             for value in ast.literal_eval(node.value).values():
-                used.update(v for v in value if v.endswith(("Button", "Box")))
+                used.update([value] if isinstance(value, str) else value)
     return used
 
 
 def test_every_widget_the_code_names_exists_in_the_ui():
+    from SynthMedSlicer import panel_state
+
     used = set().union(*(names_the_code_uses(p) for p in WIRING))
+    used |= {button for button, _text in panel_state.BUTTONS.values()}
     assert len(used) > 20, used  # the wiring really was found
     missing = sorted(used - set(WIDGETS))
     assert not missing, f"the code uses widgets the .ui does not have: {missing}"
@@ -108,24 +112,62 @@ def test_dependencies_one_confirmation_and_never_slicer_packages(tmp_path):
     assert names and not names & {"simpleitk", "numpy", "torch"}
     # this environment has them all
     assert dependencies.unmet(requirements) == []
-    versions = {"monai": "1.0.0"}  # too old; everything else absent
-    asked, installed = [], []
+    versions = {"monai": "1.0.0"}  # too old; everything else absent, torch too
+    asked, installed, torch_asked = [], [], []
 
     def confirm(text):
         asked.append(text)
         return True
 
-    ok = dependencies.ensure(MODULE, confirm, installed.append, torch_installer=lambda req: "torch",
-                             version_of=versions.get, need_torch=True)
-    assert ok and len(asked) == 1 and "PyTorch" in asked[0] and "monai >=1.4 (have 1.0.0)" in asked[0]
+    outcome = dependencies.ensure(MODULE, confirm, installed.append,
+                                  torch_installer=lambda req: torch_asked.append(req) or "torch", version_of=versions.get)
+    assert outcome == dependencies.READY and len(asked) == 1
+    assert "PyTorch >=2.2" in asked[0] and "monai >=1.4 (have 1.0.0)" in asked[0]
+    assert torch_asked == [">=2.2"]
     assert len(installed) == 1 and '"monai>=1.4"' in installed[0]
     assert "simpleitk" not in installed[0].lower() and "numpy" not in installed[0].lower()
+    # Slicer >= 5.12: pip_ensure installs, without a second prompt
+    ensured = []
+    dependencies.ensure(MODULE, lambda text: True, installed.append, torch_installer=lambda req: "torch",
+                        version_of=versions.get, pip_ensure=lambda reqs, **kw: ensured.append((reqs, kw)))
+    assert ensured and "monai>=1.4" in ensured[0][0] and ensured[0][1]["prompt_install"] is False
+    # declining installs nothing, and says so (the panel then offers the install again)
     declined = []
-    assert not dependencies.ensure(MODULE, lambda text: False, declined.append, version_of=versions.get,
-                                   need_torch=False)
-    assert declined == []  # declining installs nothing
+    assert dependencies.ensure(MODULE, lambda text: False, declined.append, torch_installer=declined.append,
+                               version_of=versions.get) == dependencies.DECLINED
+    assert declined == []
+    # testing mode: nothing asked, nothing installed
+    assert dependencies.ensure(MODULE, lambda text: 1 / 0, declined.append, version_of=versions.get,
+                               testing=True) == dependencies.SKIPPED
     bad = tmp_path / "Resources"
     bad.mkdir()
     (bad / "requirements.txt").write_text("numpy>=1.0\n")
     with pytest.raises(ValueError, match="must not list numpy"):
         dependencies.read_requirements(bad / "requirements.txt")
+
+
+def test_torch_needs_the_pytorch_extension_and_a_minimum_version():
+    everything = dict(dependencies.installed_version(r.name) and (r.name, dependencies.installed_version(r.name))
+                      for r in dependencies.read_requirements(dependencies.requirements_file(MODULE)))
+    assert dependencies.torch_problem("2.13.0+cpu") is None and dependencies.torch_problem("2.2.0") is None
+    assert "too old (2.1.2" in dependencies.torch_problem("2.1.2")
+    assert dependencies.torch_problem(None) == "missing"
+    # without the PyTorch extension, no pip install of torch (CPU-only wheels on Windows): say what to do
+    with pytest.raises(dependencies.InstallError, match="PyTorch extension from the Extensions Manager"):
+        dependencies.ensure(MODULE, lambda text: True, lambda text: 1 / 0, torch_installer=None,
+                            version_of=everything.get, torch_version="1.13.1")
+    # an old torch is upgraded through the extension after the one confirmation
+    asked, upgraded = [], []
+    assert dependencies.ensure(MODULE, lambda text: asked.append(text) or True, lambda text: 1 / 0,
+                               torch_installer=lambda req: upgraded.append(req) or "torch",
+                               version_of=everything.get, torch_version="1.13.1") == dependencies.READY
+    assert upgraded == [">=2.2"] and "too old (1.13.1" in asked[0]
+    # a failing pip is an InstallError the panel shows (and a click retries)
+    def failing(text):
+        raise OSError("no network")
+
+    with pytest.raises(dependencies.InstallError, match="no network"):
+        dependencies.ensure(MODULE, lambda text: True, failing, torch_installer=lambda req: "torch",
+                            version_of={"monai": "1.0.0", "torch": "2.13.0"}.get)
+    assert dependencies.missing_for_self_test(MODULE) == []
+    assert dependencies.missing_for_self_test(MODULE, version_of={}.get)[0].startswith("torch (missing)")

@@ -1,18 +1,33 @@
-"""Python dependencies on first use, after one confirmation.
+"""Python dependencies, installed on the first click on a task after one confirmation.
 
-torch comes from the PyTorch extension's installer (it picks the CUDA build for this machine); the
-rest from Resources/requirements.txt, version ranges only. Packages Slicer ships (SimpleITK,
-numpy) are never installed or upgraded: replacing them under a running Slicer breaks it.
+torch comes from the PyTorch extension's installer (it picks the CUDA build for this machine; a
+plain ``pip install torch`` gives CPU-only wheels on Windows, so without the extension we ask
+for it, as SlicerTotalSegmentator does) and must be at least TORCH_MINIMUM; the rest comes from
+Resources/requirements.txt, version ranges only, through ``slicer.packaging.pip_ensure`` where
+Slicer has it (5.12 and later) and ``slicer.util.pip_install`` before. Packages Slicer ships
+(SimpleITK, numpy) are never installed or upgraded: replacing them under a running Slicer breaks
+it. In testing mode nothing is installed (SynthMedTest skips instead).
 """
 
 import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
 
-TORCH_REQUIREMENT = ">=2.2"
+from SynthMedLib.errors import SynthMedError
+
+TORCH_MINIMUM = "2.2"
+TORCH_REQUIREMENT = f">={TORCH_MINIMUM}"
 SLICER_OWNED = {"simpleitk", "numpy", "vtk", "torch"}
+
+READY = "ready"
+DECLINED = "declined"
+SKIPPED = "skipped"  # testing mode: missing packages are not installed
+
+
+class InstallError(SynthMedError):
+    """The packages could not be installed (or need something the user must do first)."""
 
 
 def requirements_file(module_dir):
@@ -54,40 +69,62 @@ def unmet(requirements, version_of=installed_version):
     return out
 
 
-def torch_missing():
-    return importlib.util.find_spec("torch") is None
+def torch_problem(version):
+    """None when ``version`` (torch.__version__, or None when absent) is recent enough, else why not."""
+    if version is None:
+        return "missing"
+    try:
+        if Version(str(version).split("+")[0]) < Version(TORCH_MINIMUM):
+            return f"too old ({version}; SynthMed needs {TORCH_REQUIREMENT})"
+    except InvalidVersion:
+        return f"of an unknown version ({version})"
+    return None
 
 
-def describe(unmet_requirements, need_torch):
-    parts = (["PyTorch (through the PyTorch extension)"] if need_torch else []) + [
+def describe(unmet_requirements, torch_issue):
+    parts = ([f"PyTorch {TORCH_REQUIREMENT} through the PyTorch extension"
+              + ("" if torch_issue == "missing" else f" (installed PyTorch is {torch_issue})")] if torch_issue else []) + [
         f"{r.name} {r.specifier}" + (f" (have {v})" if v else "") for r, v in unmet_requirements]
     return ("SynthMed needs these Python packages, installed into Slicer's Python once:\n  "
             + "\n  ".join(parts) + "\n\nInstall them now? This can take several minutes.")
 
 
 def ensure(module_dir, confirm, pip_install, torch_installer=None, version_of=installed_version,
-           need_torch=None):
-    """Install what is missing after ONE ``confirm(text)``; returns True when all is in place.
+           torch_version=None, pip_ensure=None, testing=False):
+    """Install what is missing after ONE ``confirm(text)``: READY, DECLINED or SKIPPED (testing).
 
-    ``pip_install(args)``: slicer.util.pip_install in Slicer. ``torch_installer()``: the PyTorch
-    extension's ``PyTorchUtilsLogic().installTorch``; None falls back to pip with our range."""
+    ``pip_install(text)``: slicer.util.pip_install. ``pip_ensure(requirements, ...)``:
+    slicer.packaging.pip_ensure where Slicer has it (used instead of pip_install, without a second
+    prompt). ``torch_installer(requirement)``: the PyTorch extension's installer, None when the
+    extension is not installed. ``torch_version``: installed torch version (None: look it up).
+    Raises InstallError when the PyTorch extension is needed and absent, or an install fails."""
     requirements = read_requirements(requirements_file(module_dir))
     missing = unmet(requirements, version_of)
-    need_torch = torch_missing() if need_torch is None else need_torch
-    if not missing and not need_torch:
-        return True
-    if not confirm(describe(missing, need_torch)):
-        return False
-    if need_torch:
-        if torch_installer is not None:
-            if torch_installer(TORCH_REQUIREMENT) is None:
-                return False
-        else:
-            pip_install(f"torch{TORCH_REQUIREMENT}")
-    if missing:
-        # Quoted: a range like >=1.4 would otherwise be a shell redirection in some pip wrappers.
-        pip_install(" ".join(f'"{r}"' for r, _version in missing))
-    return True
+    torch_issue = torch_problem(version_of("torch") if torch_version is None else torch_version)
+    if not missing and not torch_issue:
+        return READY
+    if testing:
+        return SKIPPED
+    if torch_issue and torch_installer is None:
+        raise InstallError(f"SynthMed needs PyTorch {TORCH_REQUIREMENT} (installed: {torch_issue}). Install the "
+                           "PyTorch extension from the Extensions Manager, restart Slicer, then click again; "
+                           "it installs the PyTorch build that fits this computer's GPU.")
+    if not confirm(describe(missing, torch_issue)):
+        return DECLINED
+    try:
+        if torch_issue and torch_installer(TORCH_REQUIREMENT) is None:
+            raise InstallError("the PyTorch extension did not install PyTorch (see the Python console)")
+        if missing:
+            if pip_ensure is not None:
+                pip_ensure([str(r) for r, _version in missing], prompt_install=False, requester="SynthMed")
+            else:
+                # Quoted: a range like >=1.4 would otherwise be a shell redirection in some pip wrappers.
+                pip_install(" ".join(f'"{r}"' for r, _version in missing))
+    except InstallError:
+        raise
+    except Exception as error:  # pip's CalledProcessError, a network error...
+        raise InstallError(f"installing SynthMed's Python packages failed: {error}") from error
+    return READY
 
 
 def pytorch_extension_installer():
@@ -98,3 +135,19 @@ def pytorch_extension_installer():
         return None
     logic = PyTorchUtils.PyTorchUtilsLogic()
     return lambda requirement: logic.installTorch(askConfirmation=False, torchVersionRequirement=requirement)
+
+
+def slicer_pip_ensure():
+    """slicer.packaging.pip_ensure (Slicer 5.12 and later), or None on older Slicer."""
+    try:
+        from slicer.packaging import pip_ensure
+    except ImportError:
+        return None
+    return pip_ensure
+
+
+def missing_for_self_test(module_dir, version_of=installed_version):
+    """What SynthMedTest lacks to run (it skips rather than installs): [] when all is there."""
+    needed = [r.name for r, _v in unmet(read_requirements(requirements_file(module_dir)), version_of)]
+    issue = torch_problem(version_of("torch"))
+    return ([f"torch ({issue})"] if issue else []) + needed

@@ -41,12 +41,26 @@ def _camel(key):
 
 def output_folder(scene, name, input_node=None):
     """A new subject-hierarchy folder for a run's outputs: under the input's parent (its study)
-    when there is an input, at the top of the scene otherwise."""
+    when there is an input, at the top of the scene otherwise; named uniquely among its siblings
+    ("name", "name 2", ...), so two runs never share a folder name."""
     hierarchy = scene.GetSubjectHierarchyNode()
     parent = hierarchy.GetSceneItemID()
     if input_node is not None:
         parent = hierarchy.GetItemParent(item_of(scene, input_node)) or parent
-    return hierarchy.CreateFolderItem(parent, name)
+    return hierarchy.CreateFolderItem(parent, unique_child_name(hierarchy, parent, name))
+
+
+def unique_child_name(hierarchy, parent, name):
+    import vtk
+
+    children = vtk.vtkIdList()
+    hierarchy.GetItemChildren(parent, children)
+    taken = {hierarchy.GetItemName(children.GetId(i)) for i in range(children.GetNumberOfIds())}
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} {number}"
+    return candidate
 
 
 def item_of(scene, node):

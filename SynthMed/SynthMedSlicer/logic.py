@@ -34,6 +34,7 @@ class Job:
     work_dir: Path = None
     request_id: str = None
     nodes: object = None
+    result: dict = None                # the worker's answer, once done (results.summary reads it)
     error: Exception = None
     state: str = "prepared"            # prepared, running, done, failed, cancelled
     events: list = field(default_factory=list)
@@ -64,10 +65,12 @@ class SceneLogic:
     # -- scripting API (blocking) ----------------------------------------------------------------
 
     def generate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
-                 device="auto", labelConditionNode=None, onEvent=None, timeout=None):
-        """New synthetic volume (+ segmentation) nodes: ``volumes, segmentations = logic.generate(...)``."""
+                 device="auto", labelConditionNode=None, onEvent=None, timeout=None, segments=()):
+        """New synthetic volume (+ segmentation) nodes: ``volumes, segmentations = logic.generate(...)``.
+        ``segments``: the card's segments ({id, name}); a label condition's segment named like one
+        of them is sent with that label id."""
         return self.run(self.prepareGenerate(modelId, conditions, samples, seed, steps, guidance, sampler, device,
-                                             labelConditionNode), onEvent, timeout)
+                                             labelConditionNode, segments), onEvent, timeout)
 
     def counterfactualAging(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto",
                             onEvent=None, timeout=None, volumeCourse=True):
@@ -101,7 +104,7 @@ class SceneLogic:
     # -- preparing requests ----------------------------------------------------------------------
 
     def prepareGenerate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
-                        device="auto", labelConditionNode=None):
+                        device="auto", labelConditionNode=None, segments=()):
         samples = int(samples)
         if samples < 1:
             raise InputError("generate at least one sample")
@@ -112,7 +115,7 @@ class SceneLogic:
                 params[key] = value
         job = Job("generate", params, None, f"{modelId} synthetic", Path(tempfile.mkdtemp(prefix="synthmed-")))
         if labelConditionNode is not None:
-            params["labelCondition"] = self._write_segmentation(labelConditionNode, job.work_dir)
+            params["labelCondition"] = self._write_segmentation(labelConditionNode, job.work_dir, segments)
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed {modelId} (synthetic)")
         return job
 
@@ -168,7 +171,7 @@ class SceneLogic:
         sitk.WriteImage(image, str(path), useCompression=True)
         return str(path)
 
-    def _write_segmentation(self, segmentation_node, work_dir):
+    def _write_segmentation(self, segmentation_node, work_dir, segments=()):
         from SynthMedSlicer.segmentations import labels_from_segmentation
 
         reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
@@ -176,7 +179,8 @@ class SceneLogic:
             raise InputError(f"segmentation '{segmentation_node.GetName()}' has no reference volume; "
                              "create it on a volume (Segment Editor) first")
         path = Path(work_dir) / "label_condition.nii.gz"
-        sitk.WriteImage(labels_from_segmentation(segmentation_node, reference), str(path), useCompression=True)
+        sitk.WriteImage(labels_from_segmentation(segmentation_node, reference, segments), str(path),
+                        useCompression=True)
         return str(path)
 
     # -- asynchronous API (the widget) -----------------------------------------------------------
@@ -218,6 +222,7 @@ class SceneLogic:
 
     def _finish(self, job, result):
         before = set(self._node_ids())
+        job.result = result
         try:
             job.nodes = job.build(result)
             job.state = "done"

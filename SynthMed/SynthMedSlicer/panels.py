@@ -1,11 +1,14 @@
 """The Qt wiring of Resources/UI/SynthMed.ui: widgets -> SceneLogic requests, worker events ->
-progress bar, results -> views. Only SynthMed.py imports this (it needs Slicer's qt/ctk); all the
-decisions it relies on live in the qt-free modules beside it.
+progress bar, results -> views. Only SynthMed.py imports this (it needs Slicer's qt/ctk); every
+decision it relies on (buttons, tasks, ages, devices, installs) lives in the qt-free modules
+beside it, and nothing here waits on the worker: start-up, catalogue, devices and memory
+estimates run on a background thread (background.py) and one QTimer polls them and the jobs.
 
 Every widget it names must exist in the .ui (Testing/test_slicer_ui.py checks that).
 """
 
 import html
+import logging
 import os
 
 import ctk
@@ -13,27 +16,27 @@ import qt
 import slicer
 
 from SynthMedLib.errors import Cancelled, SynthMedError
-from SynthMedSlicer import dependencies, models
-from SynthMedSlicer.worker_client import WorkerError
+from SynthMedSlicer import dependencies, devices, model_cache, models, panel_state, parameters, results, views
+from SynthMedSlicer.background import BackgroundCall, start_worker_and_read
 
 POLL_MS = 100
-ACTIONS = {  # request kind -> (apply button, its idle text, conditions box)
-    "generate": ("generateButton", "Generate", "generateConditionsBox"),
-    "counterfactual": ("counterfactualButton", "Age the scan", "counterfactualConditionsBox"),
-    "progression": ("progressionButton", "Predict progression", "progressionConditionsBox"),
-}
+CONDITION_BOXES = {"generate": "generateConditionsBox", "counterfactual": "counterfactualConditionsBox",
+                   "progression": "progressionConditionsBox"}
+SERIES_WIDGETS = {"counterfactual": ("counterfactualSeekWidget", "counterfactualSummaryLabel"),
+                  "progression": ("progressionSeekWidget", "progressionSummaryLabel")}
 
 
 class Panels:
-    def __init__(self, ui, logic, qt=qt, slicer=slicer):
+    def __init__(self, ui, logic, parameterNode):
         self.ui = ui
-        self.logic = logic          # SynthMed.SynthMedLogic; its .core is the qt-free SceneLogic
+        self.logic = logic                  # SynthMed.SynthMedLogic; its .core is the qt-free SceneLogic
         self.core = logic.core
-        self.models = []
-        self.devices = []
-        self.conditionWidgets = {}  # box name -> {variable name: widget}
-        self.activeButton = None
-        self.dependenciesReady = False
+        self.parameterNode = parameterNode  # callable: the wrapped parameter node (or None)
+        self.models, self.devices = [], []
+        self.conditionWidgets = {}          # box name -> {variable name: widget}
+        self.startup = panel_state.NOT_STARTED
+        self.query = None                   # (what, BackgroundCall) under way
+        self.memoryWanted = False
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.onPoll)
@@ -43,50 +46,83 @@ class Panels:
     def connect(self):
         ui = self.ui
         ui.modelSelector.currentIndexChanged.connect(self.onModelChanged)
-        ui.deviceSelector.currentIndexChanged.connect(lambda _index: self.updateMemory())
-        ui.samplesSpinBox.valueChanged.connect(lambda _value: self.updateMemory())
-        ui.downloadButton.clicked.connect(self.onDownload)
-        ui.importButton.clicked.connect(self.onImport)
-        ui.generateButton.clicked.connect(lambda: self.onApply("generate"))
-        ui.counterfactualButton.clicked.connect(lambda: self.onApply("counterfactual"))
-        ui.progressionButton.clicked.connect(lambda: self.onApply("progression"))
+        ui.deviceSelector.currentIndexChanged.connect(self.onDeviceChanged)
+        ui.samplesSpinBox.valueChanged.connect(lambda _value: self.requestMemory())
+        ui.downloadButton.clicked.connect(lambda: self.onModelRequest("download"))
+        ui.importButton.clicked.connect(lambda: self.onModelRequest("import"))
+        ui.openCacheButton.clicked.connect(self.onOpenCache)
+        ui.removeWeightsButton.clicked.connect(self.onRemoveWeights)
+        for kind, (buttonName, _text) in panel_state.TASKS.items():
+            getattr(ui, buttonName).clicked.connect(lambda _checked=False, kind=kind: self.onApply(kind))
         ui.simulatedSubjectButton.clicked.connect(self.onSimulatedSubject)
         ui.counterfactualInputSelector.currentNodeChanged.connect(lambda _node: self.updateButtons())
         ui.progressionInputSelector.currentNodeChanged.connect(lambda _node: self.updateButtons())
         ui.progressBar.setVisible(False)
-        self.setStatus("Open the Model section to choose a model.")
+        self.updateCache()
         qt.QTimer.singleShot(0, self.start)
 
     def start(self):
-        """First use: dependencies (one confirmation), then the catalogue and devices."""
-        if not self.ensureDependencies():
+        """Module opened: start the worker in the background if the packages are there; if not,
+        wait for the first click on a task to install them (no prompt on module open)."""
+        moduleDir = os.path.dirname(slicer.util.modulePath("SynthMed"))
+        if dependencies.missing_for_self_test(moduleDir):
+            self.setStartup(panel_state.NEEDS_INSTALL)
             return
-        try:
-            self.models = self.core.catalogue()
-            self.devices = self.core.client.run("devices").get("devices", [])
-        except SynthMedError as error:
-            self.setStatus(f"Could not start SynthMed's worker: {error}", error=True)
-            return
-        self.fillModels()
-        self.fillDevices()
-        self.updateButtons()
+        self.beginStart()
 
-    def ensureDependencies(self):
-        if self.dependenciesReady:
-            return True
+    def beginStart(self):
+        self.setStartup(panel_state.STARTING)
+        self.runInBackground("start", start_worker_and_read, self.core.client)
+
+    def installAndStart(self):
+        """A click while nothing is loaded: install after one confirmation, then start."""
         moduleDir = os.path.dirname(slicer.util.modulePath("SynthMed"))
         try:
-            with slicer.util.WaitCursor():
-                ready = dependencies.ensure(moduleDir, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install,
-                                            dependencies.pytorch_extension_installer())
-        except Exception as error:  # pip or the PyTorch installer failed: say so, let the user retry
-            self.setStatus(f"Installing Python packages failed: {error}", error=True)
-            return False
-        if not ready:
-            self.setStatus("SynthMed needs its Python packages; click a button to be asked again.", error=True)
-            return False
-        self.dependenciesReady = True
-        return True
+            outcome = dependencies.ensure(
+                moduleDir, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install,
+                dependencies.pytorch_extension_installer(), pip_ensure=dependencies.slicer_pip_ensure(),
+                testing=slicer.app.testingEnabled())
+        except dependencies.InstallError as error:
+            self.setStartup(panel_state.FAILED, str(error))
+            return
+        if outcome == dependencies.READY:
+            self.beginStart()
+        else:
+            self.setStartup(panel_state.DECLINED)
+
+    def setStartup(self, state, detail=""):
+        self.startup = state
+        self.setStatus(panel_state.startup_message(state, detail), error=state == panel_state.FAILED)
+        self.updateButtons()
+
+    def runInBackground(self, what, function, *args):
+        self.query = (what, BackgroundCall(function, *args))
+        self.updateButtons()
+        self.timer.start()
+
+    def onQueryDone(self, what, call):
+        self.query = None
+        if what == "start":
+            if call.error is not None:
+                logging.error("SynthMed could not start its worker:\n%s", call.details)
+                self.setStartup(panel_state.FAILED, str(call.error))
+                return
+            self.models, self.devices = call.result
+            self.fillModels()
+            self.fillDevices()
+            self.setStartup(panel_state.READY)
+        elif what == "memory":
+            model, device = self.currentModel(), devices.for_memory_check(self.ui.deviceSelector.currentData, self.devices)
+            if call.error is not None:
+                self.ui.memoryLabel.text = html.escape(str(call.error))
+            elif device is not None:
+                self.ui.memoryLabel.text, _too_much = models.memory_message(call.result, device)
+            if self.memoryWanted and model is not None:
+                self.requestMemory()
+        elif what == "catalogue" and call.error is None:
+            self.models = call.result.get("models", [])
+            self.fillModels()
+        self.updateButtons()
 
     def fillModels(self):
         selector = self.ui.modelSelector
@@ -94,41 +130,52 @@ class Panels:
         selector.clear()
         for model in self.models:
             selector.addItem(f"{model['title']} — {model['status']}", model["id"])
+        wanted = getattr(self.parameterNode(), "modelId", None)
+        index = selector.findData(wanted) if wanted else -1
+        selector.setCurrentIndex(index if index >= 0 else 0)
         selector.blockSignals(False)
         self.onModelChanged(selector.currentIndex)
 
     def fillDevices(self):
         selector = self.ui.deviceSelector
+        selector.blockSignals(True)
         selector.clear()
-        for device in sorted(self.devices, key=lambda d: d["id"] == "cpu"):  # GPUs first
-            label = "CPU" if device["id"] == "cpu" else f"GPU {device['id'].split(':')[-1]}: {device['name']}"
-            selector.addItem(f"{label} ({models.format_bytes(device.get('totalBytes'))})", device["id"])
+        for text, device_id in devices.choices(self.devices):
+            selector.addItem(text, device_id)
+        index = selector.findData(getattr(self.parameterNode(), "device", devices.AUTO))
+        selector.setCurrentIndex(max(index, 0))
+        selector.blockSignals(False)
 
     def currentModel(self):
         index = self.ui.modelSelector.currentIndex
         return self.models[index] if 0 <= index < len(self.models) else None
 
-    def currentDevice(self):
-        device_id = self.ui.deviceSelector.currentData
-        return next((d for d in self.devices if d["id"] == device_id), None)
+    def onDeviceChanged(self, _index=None):
+        node = self.parameterNode()
+        if node is not None and self.ui.deviceSelector.currentData:
+            node.device = self.ui.deviceSelector.currentData
+        self.requestMemory()
 
     def onModelChanged(self, _index=None):
         model = self.currentModel()
+        node = self.parameterNode()
+        if node is not None and model is not None:
+            node.modelId = model["id"]
         self.ui.modelInfoLabel.text = models.model_summary_html(model) if model else "No model cards found."
-        self.ui.downloadButton.enabled = bool(model and model["missing"] and model["downloadable"])
-        for _kind, (_button, _text, box) in ACTIONS.items():
-            self.buildConditions(box, model)
-        self.ui.labelConditionSelector.setVisible(bool(model and model.get("labelCondition")))
-        self.ui.labelConditionSelectorLabel.setVisible(bool(model and model.get("labelCondition")))
+        for boxName in CONDITION_BOXES.values():
+            self.buildConditions(boxName, model)
+        labelled = bool(model and model.get("labelCondition"))
+        self.ui.labelConditionSelector.setVisible(labelled)
+        self.ui.labelConditionSelectorLabel.setVisible(labelled)
         for checkBox in (self.ui.counterfactualVolumeCourseCheckBox, self.ui.progressionVolumeCourseCheckBox):
             checkBox.setVisible(bool(model and model.get("volumeCourse")))
-        self.updateMemory()
+        self.updateCache()
+        self.requestMemory()
         self.updateButtons()
 
     def buildConditions(self, boxName, model):
         """Condition widgets from the card's conditioning schema; ranges are enforced by the widgets."""
-        box = getattr(self.ui, boxName)
-        layout = box.layout()
+        layout = getattr(self.ui, boxName).layout()
         while layout.count():
             item = layout.takeAt(0)
             if item.widget():
@@ -157,105 +204,95 @@ class Panels:
             out[name] = widget.currentData if isinstance(widget, qt.QComboBox) else float(widget.value)
         return out
 
-    def updateMemory(self):
-        model, device = self.currentModel(), self.currentDevice()
-        if not model or not device or self.core.running():
+    def requestMemory(self):
+        """Ask the worker for the memory estimate in the background (never on the GUI thread)."""
+        model = self.currentModel()
+        if model is None or self.startup != panel_state.READY:
             self.ui.memoryLabel.text = ""
             return
-        try:
-            estimate = self.core.client.run("memory", {"model": model["id"], "pipeline": "generate",
-                                                      "batch": int(self.ui.samplesSpinBox.value)})
-        except SynthMedError as error:
-            self.ui.memoryLabel.text = html.escape(str(error))
+        if self.isBusy():
+            self.memoryWanted = True  # asked again when the current call ends
             return
-        self.ui.memoryLabel.text, _too_much = models.memory_message(estimate, device)
+        self.memoryWanted = False
+        self.runInBackground("memory", self.core.client.run, "memory",
+                             {"model": model["id"], "pipeline": "generate", "batch": int(self.ui.samplesSpinBox.value)})
+
+    def jobKind(self):
+        return self.core.job.kind if self.core.running() else None
+
+    def isBusy(self):
+        return panel_state.busy(self.jobKind(), self.query is not None)
 
     def updateButtons(self):
+        inputs = {"counterfactual": self.ui.counterfactualInputSelector.currentNode() is not None,
+                  "progression": self.ui.progressionInputSelector.currentNode() is not None}
+        states = panel_state.button_states(self.startup, self.currentModel(), inputs, self.jobKind(),
+                                           self.query is not None)
+        for name, state in states.items():
+            button = getattr(self.ui, name)
+            button.enabled = state.enabled
+            button.text = state.text
+        selectable = panel_state.selectors_enabled(self.startup, self.jobKind(), self.query is not None)
+        self.ui.modelSelector.enabled = selectable
+        self.ui.deviceSelector.enabled = selectable
         model = self.currentModel()
-        running = self.core.running()
-        for kind, (buttonName, idleText, _box) in ACTIONS.items():
-            button = getattr(self.ui, buttonName)
-            if running:
-                button.enabled = button is self.activeButton
-                continue
-            button.text = idleText
-            offered = bool(model and kind in model["pipelines"] and model["status"] != "not installed")
-            if kind == "counterfactual":
-                offered = offered and self.ui.counterfactualInputSelector.currentNode() is not None
-            if kind == "progression":
-                offered = offered and self.ui.progressionInputSelector.currentNode() is not None
-            button.enabled = offered
-        self.ui.importButton.enabled = not running
-        self.ui.modelSelector.enabled = not running
+        self.ui.removeWeightsButton.enabled = bool(model) and not self.isBusy() and bool(model_cache.weight_files(model["id"]))
 
     # -- running ---------------------------------------------------------------------------------
 
     def onApply(self, kind):
-        button = getattr(self.ui, ACTIONS[kind][0])
-        if self.core.running():  # Apply turned into Cancel
-            self.core.cancel()
-            self.setStatus("Cancelling…")
+        if self.jobKind() == kind:  # Apply turned into Cancel
+            self.cancelRunning()
             return
-        if not self.ensureDependencies():
+        if self.startup in panel_state.RETRYABLE:
+            self.installAndStart()
             return
         model = self.currentModel()
-        device = self.ui.deviceSelector.currentData or "auto"
-        conditions = self.conditions(ACTIONS[kind][2])
+        conditions = self.conditions(CONDITION_BOXES[kind])
         try:
             models.check_conditions(model, conditions)
-            job = self.prepare(kind, model, conditions, device)
+            options = parameters.run_options(kind, self.parameterNode(), model)
+            job = self.prepare(kind, model, conditions, options)
             self.core.submit(job)
         except SynthMedError as error:
             self.setStatus(str(error), error=True)
             return
-        self.activeButton = button
-        button.text = "Cancel"
+        self.started(f"Starting {kind}…")
+
+    def prepare(self, kind, model, conditions, options):
+        ui = self.ui
+        if kind == "generate":
+            return self.core.prepareGenerate(model["id"], conditions, **options)
+        if kind == "counterfactual":
+            options = dict(options)
+            return self.core.prepareCounterfactual(ui.counterfactualInputSelector.currentNode(), model["id"],
+                                                   conditions, options.pop("targetAges"), **options)
+        options = dict(options)
+        return self.core.prepareProgression(ui.progressionInputSelector.currentNode(), model["id"], conditions,
+                                            options.pop("years"), **options)
+
+    def started(self, text):
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.setRange(0, 0)
-        self.setStatus(f"Starting {kind}…")
+        self.setStatus(text)
         self.updateButtons()
         self.timer.start()
 
-    def prepare(self, kind, model, conditions, device):
-        ui = self.ui
-        if kind == "generate":
-            return self.core.prepareGenerate(model["id"], conditions, samples=ui.samplesSpinBox.value,
-                                             seed=ui.seedSpinBox.value, steps=ui.stepsSpinBox.value,
-                                             guidance=ui.guidanceSpinBox.value, device=device,
-                                             labelConditionNode=ui.labelConditionSelector.currentNode()
-                                             if model.get("labelCondition") else None)
-        if kind == "counterfactual":
-            low, high, step = ui.targetAgeFromSpinBox.value, ui.targetAgeToSpinBox.value, ui.targetAgeStepSpinBox.value
-            ages = []
-            age = low
-            while age <= high + 1e-6:
-                ages.append(round(age, 2))
-                age += step
-            return self.core.prepareCounterfactual(ui.counterfactualInputSelector.currentNode(), model["id"],
-                                                   conditions, ages, steps=ui.counterfactualStepsSpinBox.value,
-                                                   device=device, volumeCourse=self.useVolumeCourse(
-                                                       model, ui.counterfactualVolumeCourseCheckBox))
-        horizon, every = ui.horizonSpinBox.value, ui.horizonStepSpinBox.value
-        years = [round(every * i, 2) for i in range(1, int(horizon / every + 1e-6) + 1)]
-        return self.core.prepareProgression(ui.progressionInputSelector.currentNode(), model["id"], conditions,
-                                            years, draws=ui.progressionDrawsSpinBox.value,
-                                            steps=ui.progressionStepsSpinBox.value, device=device,
-                                            volumeCourse=self.useVolumeCourse(model, ui.progressionVolumeCourseCheckBox))
-
-    @staticmethod
-    def useVolumeCourse(model, checkBox):
-        return bool(model.get("volumeCourse")) and checkBox.checked
-
     def onPoll(self):
-        events, ended = self.core.poll()
-        for event in events:
-            if event.get("event") == "progress":
-                self.showProgress(event)
-        if ended is None:
-            return
-        self.timer.stop()
+        if self.query is not None and self.query[1].done():
+            self.onQueryDone(*self.query)
+        if self.core.job is not None:
+            events, ended = self.core.poll()
+            for event in events:
+                if event.get("event") == "progress":
+                    self.showProgress(event)
+            if ended is not None:
+                self.onJobEnded(ended)
+        if self.query is None and not self.core.running():
+            self.timer.stop()
+
+    def onJobEnded(self, ended):
         self.ui.progressBar.setVisible(False)
-        self.activeButton = None
         if ended.state == "done":
             self.setStatus(f"Done: {ended.title}.")
             self.show(ended)
@@ -264,6 +301,7 @@ class Panels:
         else:
             self.showError(ended.error)
         self.updateButtons()
+        self.updateCache()
 
     def showProgress(self, event):
         bar = self.ui.progressBar
@@ -277,19 +315,19 @@ class Panels:
         self.setStatus(text)
 
     def showError(self, error):
-        if isinstance(error, WorkerError):
-            self.setStatus(f"{error}", error=True)
-            slicer.util.errorDisplay("SynthMed's worker failed.", detailedText=str(error))
-        elif isinstance(error, Cancelled):
+        if isinstance(error, Cancelled):
             self.setStatus("Cancelled; nothing was added to the scene.")
-        else:
-            self.setStatus(str(error), error=True)
+            return
+        details = getattr(error, "details", "")
+        self.setStatus(str(error), error=True)
+        if details:  # a worker failure: the traceback goes to Slicer's log and a details box
+            logging.error("SynthMed worker: %s\n%s", error, details)
+            slicer.util.errorDisplay(f"SynthMed's worker failed: {error}", detailedText=details)
 
     def show(self, job):
         nodes = job.nodes
         if job.kind in ("download", "import"):
-            self.models = self.core.catalogue()
-            self.fillModels()
+            self.runInBackground("catalogue", self.core.client.run, "models")
             return
         if job.kind in ("generate", "cohort"):
             if nodes.volumes:
@@ -298,18 +336,27 @@ class Panels:
                 self.ui.counterfactualInputSelector.setCurrentNode(nodes.volumes[0])
                 self.ui.progressionInputSelector.setCurrentNode(nodes.volumes[0])
             return
-        if nodes.proxies and nodes.proxies[0] is not None:
-            slicer.util.setSliceViewerLayers(background=nodes.proxies[0], fit=True)
+        inputNode = (self.ui.counterfactualInputSelector if job.kind == "counterfactual"
+                     else self.ui.progressionInputSelector).currentNode()
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        views.side_by_side(slicer.mrmlScene, inputNode, nodes.proxies[0] if nodes.proxies else None,
+                           nodes.difference_proxy)
+        slicer.util.resetSliceViews()
+        seekName, summaryName = SERIES_WIDGETS[job.kind]
+        getattr(self.ui, seekName).setMRMLSequenceBrowserNode(nodes.browser)
+        getattr(self.ui, summaryName).text = "<br>".join(html.escape(line) for line in results.summary(job.result))
         sequences = getattr(slicer.modules, "sequences", None)
         if sequences is not None and nodes.browser is not None:
             sequences.setToolBarActiveBrowserNode(nodes.browser)
             sequences.setToolBarVisible(True)
-        if nodes.chart is not None:
-            slicer.modules.plots.logic().ShowChartInLayout(nodes.chart)
 
     def onSimulatedSubject(self):
         """A ground-truth subject of the simulated cohort, at the age the conditions say."""
-        if self.core.running() or not self.ensureDependencies():
+        if self.jobKind() == "cohort":
+            self.cancelRunning()
+            return
+        if self.startup in panel_state.RETRYABLE:
+            self.installAndStart()
             return
         who = self.conditions("counterfactualConditionsBox")
         job = self.core.prepareSimulatedSubject(seed=1_000_000, sex=who.get("sex", "F"),
@@ -319,40 +366,57 @@ class Panels:
         except SynthMedError as error:
             self.setStatus(str(error), error=True)
             return
-        self.activeButton = self.ui.simulatedSubjectButton
-        self.ui.progressBar.setVisible(True)
-        self.ui.progressBar.setRange(0, 0)
-        self.setStatus("Rendering a simulated subject…")
-        self.updateButtons()
-        self.timer.start()
+        self.started("Rendering a simulated subject…")
 
     # -- Model panel -----------------------------------------------------------------------------
 
-    def onDownload(self):
+    def onModelRequest(self, kind):
+        """Download or Import; clicking again while it runs cancels it."""
+        if self.jobKind() == kind:
+            self.cancelRunning()
+            return
+        if self.startup in panel_state.RETRYABLE:
+            self.installAndStart()
+            return
         model = self.currentModel()
-        if model is None or self.core.running() or not self.ensureDependencies():
-            return
-        self.runModelRequest("download", {"model": model["id"]}, f"weights of {model['id']}", self.ui.downloadButton)
-
-    def onImport(self):
-        if self.core.running() or not self.ensureDependencies():
-            return
-        folder = qt.QFileDialog.getExistingDirectory(None, "Folder with card.json + weights, or a MONAI bundle")
-        if folder:
-            self.runModelRequest("import", {"path": folder}, f"model from {folder}", self.ui.importButton)
-
-    def runModelRequest(self, kind, params, title, button):
+        if kind == "download":
+            params, title = {"model": model["id"]}, f"weights of {model['id']}"
+        else:
+            folder = qt.QFileDialog.getExistingDirectory(None, "Folder with card.json + weights, or a MONAI bundle")
+            if not folder:
+                return
+            params, title = {"path": folder}, f"model from {folder}"
         try:
             self.core.submit(self.core.prepareModelRequest(kind, params, title))
         except SynthMedError as error:
             self.setStatus(str(error), error=True)
             return
-        self.activeButton = button
-        self.ui.progressBar.setVisible(True)
-        self.ui.progressBar.setRange(0, 0)
-        self.setStatus(f"{kind.capitalize()}ing {title}…")
-        self.updateButtons()
-        self.timer.start()
+        self.started(f"{'Downloading' if kind == 'download' else 'Importing'} {title}…")
+
+    def updateCache(self):
+        root, total, _per_model = model_cache.summary()
+        self.ui.cacheLabel.text = f"Cache: {html.escape(str(root))} ({models.format_bytes(total)})"
+
+    def onOpenCache(self):
+        root = model_cache.folder()
+        root.mkdir(parents=True, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(root)))
+
+    def onRemoveWeights(self):
+        model = self.currentModel()
+        if model is None or self.isBusy():
+            return
+        if not slicer.util.confirmOkCancelDisplay(f"Remove the downloaded weights of {model['title']}? "
+                                                  "They can be downloaded again."):
+            return
+        try:
+            freed = model_cache.remove_weights(model["id"])
+        except SynthMedError as error:
+            self.setStatus(str(error), error=True)
+            return
+        self.setStatus(f"Removed {models.format_bytes(freed)} of weights of {model['id']}.")
+        self.updateCache()
+        self.runInBackground("catalogue", self.core.client.run, "models")
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -363,6 +427,7 @@ class Panels:
     def cancelRunning(self):
         if self.core.running():
             self.core.cancel()
+            self.setStatus("Cancelling…")
 
     def shutdown(self):
         self.timer.stop()

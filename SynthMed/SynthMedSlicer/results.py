@@ -14,7 +14,9 @@ from SynthMedSlicer.segmentations import segmentation_node_from_labels
 from SynthMedSlicer.volumes import volume_node_from_image
 
 INDEX_UNITS = {"age": "years", "years": "years"}
-DIFFERENCE_COLOR_NODE = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"
+# Slicer's default diverging table (vtkMRMLColorLogic adds it with this ID): blue for loss, red
+# for growth, white at the centre, which the window below puts at zero change.
+DIFFERENCE_COLOR_NODE = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
 
 
 @dataclass
@@ -36,12 +38,20 @@ class SeriesNodes:
     proxies: list = field(default_factory=list)
     table: object = None
     chart: object = None
+    plot_series: list = field(default_factory=list)  # one per volume column, under the folder too
     folder: int = 0
 
     @property
     def nodes(self):
         return [n for n in (self.sequence, self.label_sequence, self.difference_sequence, self.browser,
-                            self.table, self.chart) if n is not None] + list(self.proxies)
+                            self.table, self.chart) if n is not None] + list(self.proxies) + list(self.plot_series)
+
+    @property
+    def difference_proxy(self):
+        """The difference map the views show (the browser's proxy of the difference sequence)."""
+        if self.difference_sequence is None or self.browser is None:
+            return None
+        return self.browser.GetProxyNode(self.difference_sequence)
 
 
 def _entries(result, role):
@@ -110,10 +120,10 @@ def build_series(scene, result, name, input_node=None):
             if proxy is not None:
                 proxy.SetName(sequence.GetName())
         if out.difference_sequence is not None:
-            _diverging_colours(scene, out.proxies[made.index(out.difference_sequence)])
+            centre_on_zero(scene, out.proxies[made.index(out.difference_sequence)], out.difference_sequence)
     if result.get("volumes"):
         out.table = tables.volumes_table(scene, result["volumes"], index_name, f"{name} volumes")
-        out.chart, _series_nodes = tables.volumes_plot(scene, out.table, index_name, f"{name} volumes plot")
+        out.chart, out.plot_series = tables.volumes_plot(scene, out.table, index_name, f"{name} volumes plot")
     hierarchy.move_into(scene, out.folder, [n for n in out.nodes if n is not None])
     return out
 
@@ -127,8 +137,55 @@ def _remove_with_display(scene, node):
             scene.RemoveNode(other)
 
 
-def _diverging_colours(scene, proxy):
-    # Growth and shrinkage on either side of zero; the colour table exists in the application.
+def largest_change(sequence):
+    """The largest |difference| over every item of a difference sequence (one window for all ages,
+    so scrubbing the age never rescales the colours)."""
+    import numpy as np
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    largest = 0.0
+    for i in range(sequence.GetNumberOfDataNodes()):
+        image = sequence.GetNthDataNode(i).GetImageData()
+        if image is not None and image.GetPointData().GetScalars() is not None:
+            values = vtk_to_numpy(image.GetPointData().GetScalars())
+            if values.size:
+                largest = max(largest, float(np.abs(values).max()))
+    return largest
+
+
+def centre_on_zero(scene, proxy, sequence):
+    """Show a difference map in DivergingBlueRed with its window symmetric about zero (white: no
+    change). The colour table is one of Slicer's defaults; a bare scene without it keeps grey."""
     display = proxy.GetDisplayNode() if proxy is not None else None
-    if display is not None and scene.GetNodeByID(DIFFERENCE_COLOR_NODE) is not None:
+    if display is None:
+        proxy.CreateDefaultDisplayNodes()
+        display = proxy.GetDisplayNode()
+    if scene.GetNodeByID(DIFFERENCE_COLOR_NODE) is not None:
         display.SetAndObserveColorNodeID(DIFFERENCE_COLOR_NODE)
+    largest = largest_change(sequence) or 1.0
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(-largest, largest)
+
+
+def summary(result):
+    """What the panel says about a finished counterfactual/progression beyond its nodes: how well
+    the scan was registered to the model's template (Dice) and the brain-mask volume if the
+    result has one. Plain text lines."""
+    lines = []
+    provenance = result.get("provenance") or {}
+    dice = (provenance.get("registration") or {}).get("dice")
+    if dice is not None:
+        verdict = "good" if dice >= 0.85 else "fair" if dice >= 0.7 else "poor: check the result"
+        lines.append(f"Registration to the model's template: Dice {float(dice):.2f} ({verdict})")
+    mask_ml = provenance.get("brain_mask_ml")
+    if mask_ml is None:
+        for row in result.get("volumes") or []:
+            for key, value in row.items():
+                if "brain_mask" in key or "brainmask" in key:
+                    mask_ml = value
+                    break
+            if mask_ml is not None:
+                break
+    if mask_ml is not None:
+        lines.append(f"Brain mask: {float(mask_ml):.0f} mL")
+    return lines

@@ -27,7 +27,23 @@ CANCEL_GRACE = 5.0
 
 
 class WorkerError(errors.SynthMedError):
-    """The worker failed in a way that is not the user's doing (it crashed, died, or hit a bug)."""
+    """The worker failed in a way that is not the user's doing (it crashed, died, or hit a bug).
+    ``details``: the worker's traceback (or its last output), for Slicer's log and a details box."""
+
+    def __init__(self, message, details=""):
+        super().__init__(message)
+        self.details = details or ""
+
+
+def process_options(os_name=os.name):
+    """Popen options: a process group of its own (cancel ends the whole tree) and, on Windows, no
+    console window (as slicer.util.launchConsoleProcess hides it: STARTF_USESHOWWINDOW, SW_HIDE)."""
+    if os_name != "nt":
+        return {"start_new_session": True}
+    info = subprocess.STARTUPINFO()
+    info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+    info.wShowWindow = 0  # SW_HIDE
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW, "startupinfo": info}
 
 
 def default_python():
@@ -52,6 +68,7 @@ class WorkerClient:
         self.current_id = None
         self.cancel_deadline = None
         self.info = {}
+        self.ready = False
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -60,7 +77,9 @@ class WorkerClient:
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout=READY_TIMEOUT):
+    def launch(self):
+        """Start the worker process without waiting for it (the GUI thread never waits): requests
+        written now wait in its input pipe, and its "ready" event is checked by poll()."""
         if self.alive():
             return
         env = dict(os.environ)
@@ -70,39 +89,61 @@ class WorkerClient:
         if self.threads:
             env["SYNTHMED_WORKER_THREADS"] = str(self.threads)
         env["PYTHONUNBUFFERED"] = "1"
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
+        # PythonSlicer before Slicer 5.12 does not set UTF-8 mode; without it a Windows code page
+        # decodes our JSON and the model's messages.
+        env["PYTHONUTF8"] = "1"
         self.events = queue.Queue()
         self.current_id = None
         self.cancel_deadline = None
+        self.ready = False
+        # errors="replace": one undecodable byte on stderr (a library printing in the console's
+        # code page) must not kill the reader thread, or the worker blocks on a full pipe.
         self.process = subprocess.Popen(
             [self.python, "-m", "SynthMedLib.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1, env=env, **kwargs)
+            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
+            **process_options())
         process = self.process
         threading.Thread(target=self._read_stdout, args=(process,), daemon=True, name="synthmed-events").start()
         threading.Thread(target=self._read_stderr, args=(process,), daemon=True, name="synthmed-stderr").start()
+
+    def start(self, timeout=READY_TIMEOUT):
+        """Start the worker and wait until it is ready (scripting, or a background thread)."""
+        if self.alive() and self.ready:
+            return
+        self.launch()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self.events.get(timeout=0.1)
-            except queue.Empty:
-                if not self.alive():
-                    break
-                continue
-            if event.get("event") == "ready":
-                self.info = event
-                if event.get("protocol") != PROTOCOL_VERSION:
-                    self.kill()
-                    raise WorkerError(f"the worker speaks protocol {event.get('protocol')} but this module "
-                                      f"{PROTOCOL_VERSION}: another SynthMedLib ({event.get('version')}) comes "
-                                      "first on the Python path; remove it or update both")
-                return
+        held = []  # events of requests already sent (they follow "ready"); poll() hands them out
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    event = self.events.get(timeout=0.1)
+                except queue.Empty:
+                    if not self.alive():
+                        break
+                    continue
+                if event.get("event") == "ready":
+                    problem = self._accept_ready(event)
+                    if problem:
+                        raise WorkerError(problem)
+                    return
+                held.append(event)
+        finally:
+            for event in held:
+                self.events.put(event)
         self.kill()
         raise WorkerError(f"the SynthMed worker did not start ({self.python} -m SynthMedLib.worker): "
                           f"{self.last_output() or 'no output'}")
+
+    def _accept_ready(self, event):
+        """Record the worker's "ready" event; a reason to refuse it (and the worker killed) or None."""
+        self.info = event
+        if event.get("protocol") != PROTOCOL_VERSION:
+            self.kill()
+            return (f"the worker speaks protocol {event.get('protocol')} but this module {PROTOCOL_VERSION}: "
+                    f"another SynthMedLib ({event.get('version')}) comes first on the Python path; remove it "
+                    "or update both")
+        self.ready = True
+        return None
 
     def _read_stdout(self, process):
         for line in process.stdout:
@@ -118,7 +159,7 @@ class WorkerClient:
             request_id, self.current_id = self.current_id, None
         if request_id is not None and process is self.process:
             self.events.put({"event": "error", "id": request_id, "kind": "WorkerDied", "userError": False,
-                             "message": self._death_message(process)})
+                             "message": self._death_message(process), "traceback": self.last_output(40, "\n")})
 
     def _read_stderr(self, process):
         for line in process.stderr:
@@ -137,8 +178,8 @@ class WorkerClient:
         return (f"the SynthMed worker {how} during the request; the next request starts a fresh one."
                 + (f" Last output: {tail}" if tail else ""))
 
-    def last_output(self, lines=5):
-        return " | ".join(list(self.stderr_tail)[-lines:])
+    def last_output(self, lines=5, separator=" | "):
+        return separator.join(list(self.stderr_tail)[-lines:])
 
     def kill(self):
         """Take down the worker and anything it started."""
@@ -178,7 +219,7 @@ class WorkerClient:
         """Send a request (starting a fresh worker if there is none); returns its id."""
         if self.busy():
             raise errors.SynthMedError("SynthMed is already running a request; wait for it or cancel it")
-        self.start()
+        self.launch()
         request_id = f"r{next(self._ids)}"
         message = {"id": request_id, "type": kind, "params": params or {}}
         if output_dir:
@@ -229,6 +270,14 @@ class WorkerClient:
         return out
 
     def _track(self, event):
+        if event.get("event") == "ready":
+            problem = self._accept_ready(event)
+            if problem and self.current_id is not None:
+                with self._lock:
+                    request_id, self.current_id = self.current_id, None
+                return {"event": "error", "id": request_id, "kind": "WorkerError", "userError": False,
+                        "message": problem}
+            return event
         if event.get("event") in ("result", "error", "cancelled") and event.get("id") == self.current_id:
             with self._lock:
                 self.current_id = None
@@ -271,4 +320,4 @@ def error_from_event(event):
         if isinstance(cls, type) and issubclass(cls, errors.SynthMedError):
             return cls(message)
         return errors.SynthMedError(message)
-    return WorkerError(message)
+    return WorkerError(message, event.get("traceback") or "")

@@ -33,6 +33,10 @@ def devices(params, context):
         props = torch.cuda.get_device_properties(index)
         free, total = torch.cuda.mem_get_info(index)
         found.append({"id": f"cuda:{index}", "name": props.name, "totalBytes": int(total), "freeBytes": int(free)})
+    from SynthMedLib.sampling.device import mps_supports_3d
+
+    if mps_supports_3d():  # Apple GPU; shares the system memory, so no size of its own
+        found.append({"id": "mps", "name": "Apple GPU", "totalBytes": None})
     return {"devices": found, "torch": torch.__version__}
 
 
