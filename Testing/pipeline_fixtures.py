@@ -10,7 +10,7 @@ import torch
 
 from SynthMedLib.cards import Card, load_card
 from SynthMedLib.networks import build_network
-from SynthMedLib.pipelines.loaded_model import LoadedModel
+from SynthMedLib.model import Model
 
 
 def tiny_card_data():
@@ -34,7 +34,7 @@ def tiny_model(with_controlnet=True, seed=0):
     card = Card(tiny_card_data())
     names = ["autoencoder", "diffusion"] + (["controlnet"] if with_controlnet else [])
     networks = {name: build_network(card, name) for name in names}
-    return LoadedModel(card, networks, weights_sha256={n: f"random-{seed}" for n in names})
+    return Model.from_networks(card, networks, weights_sha256={n: f"random-{seed}" for n in names})
 
 
 def write_tiny_model(folder, seed=0):

@@ -104,22 +104,21 @@ def compute():
     """Every reference output, computed with the code as it is now."""
     # The only place that names the library's API: adapt these calls, never the inputs.
     from SynthMedLib.cards import Card
+    from SynthMedLib.model import Model
     from SynthMedLib.networks import build_network
     from SynthMedLib.pipelines.counterfactual import counterfactual
     from SynthMedLib.pipelines.generate import generate
     from SynthMedLib.pipelines.latent_io import condition_vectors
-    from SynthMedLib.pipelines.loaded_model import LoadedModel
     from SynthMedLib.pipelines.progression import progression
     from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
     from SynthMedLib.sampling.samplers import invert, sample
     from SynthMedLib.spaces import ModelSpace
-    from SynthMedLib.weights.load import load_model
 
     from pipeline_fixtures import tiny_model
 
     torch.set_num_threads(1)
     out = {}
-    demo = load_model("demo-brain", pipeline="progression")
+    demo = Model.from_card("demo-brain", device="cpu", needs="progression")
     card = demo.card
     vectors = condition_vectors(card, CONDITIONS)
     noise = torch.randn((2,) + LATENT, generator=torch.Generator().manual_seed(11))
@@ -146,7 +145,7 @@ def compute():
     # demo-brain generate, end to end (default sampler; and DDIM), two seeds in one batch
     for sampler in (None, "ddim"):
         samples = generate(demo, CONDITIONS[1], count=2, seed=3, sampler=sampler, steps=3,
-                           guidance=1.5, batch_size=2, device="cpu")
+                           guidance=1.5, batch_size=2)
         for i, item in enumerate(samples):
             image_entry(out, f"generate-{sampler or 'default'}/{i}/image", item.image)
             image_entry(out, f"generate-{sampler or 'default'}/{i}/labels", item.labels)
@@ -154,7 +153,7 @@ def compute():
     # DDPM over every timestep of a short schedule
     torch.manual_seed(0)
     ddpm = Card(ddpm_card_data())
-    ddpm_model = LoadedModel(ddpm, {n: build_network(ddpm, n) for n in ("autoencoder", "diffusion")},
+    ddpm_model = Model.from_networks(ddpm, {n: build_network(ddpm, n) for n in ("autoencoder", "diffusion")},
                              weights_sha256={"autoencoder": "random", "diffusion": "random"})
     small = torch.randn((2,) + LATENT, generator=torch.Generator().manual_seed(12))
     out["ddpm/ddpm"] = sample(denoiser(model=ddpm_model, vec=condition_vectors(ddpm, CONDITIONS)),
@@ -164,7 +163,7 @@ def compute():
     # rectified flow: Euler, DPM-Solver++ on the flow, inversion, generate end to end
     torch.manual_seed(1)
     rflow = Card(rflow_card_data())
-    rflow_model = LoadedModel(rflow, {n: build_network(rflow, n) for n in ("autoencoder", "diffusion")},
+    rflow_model = Model.from_networks(rflow, {n: build_network(rflow, n) for n in ("autoencoder", "diffusion")},
                               weights_sha256={"autoencoder": "random", "diffusion": "random"})
     with torch.no_grad():  # MONAI zero-initialises the UNet's output layer
         for parameter in rflow_model.networks["diffusion"].parameters():
@@ -176,7 +175,7 @@ def compute():
                                       rflow, sampler=name, steps=4)
     out["rflow/inverted"] = invert(denoiser(model=rflow_model, vec=flow_vectors[:1]),
                                    out["rflow/euler"][:1], rflow, steps=4)
-    for i, item in enumerate(generate(rflow_model, CONDITIONS[0], count=1, seed=4, device="cpu")):
+    for i, item in enumerate(generate(rflow_model, CONDITIONS[0], count=1, seed=4)):
         image_entry(out, f"rflow/generate/{i}/image", item.image)
 
     # counterfactual and progression end to end on the tiny test model (pinned registration)

@@ -15,7 +15,7 @@ from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.spaces.model_space import ModelSpace, same_grid
-from SynthMedLib.weights.load import load_model
+from SynthMedLib.model import Model
 
 CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 
@@ -33,7 +33,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def brain(home):
-    return load_model("tiny-brain", pipeline="generate")
+    return Model.from_card("tiny-brain", needs="generate")
 
 
 def array(image):
@@ -51,10 +51,10 @@ def test_cli_writes_images_label_maps_and_sidecars(home, capsys):
                      "tiny-brain_seed-1_T1w.json", "tiny-brain_seed-1_T1w.nii.gz", "tiny-brain_seed-1_dseg.nii.gz"]
     image = sitk.ReadImage(str(out / "tiny-brain_seed-1_T1w.nii.gz"))
     labels = sitk.ReadImage(str(out / "tiny-brain_seed-1_dseg.nii.gz"))
-    grid = ModelSpace.from_card(load_model("tiny-brain", pipeline="generate").card).grid()
+    grid = ModelSpace.from_card(Model.from_card("tiny-brain", needs="generate").card).grid()
     assert same_grid(image, grid) and same_grid(labels, grid)
     assert set(np.unique(array(labels))) <= {0, 1, 2, 3, 4}
-    version = load_model("tiny-brain", pipeline="generate").card["version"]
+    version = Model.from_card("tiny-brain", needs="generate").card["version"]
     assert image.GetMetaData("descrip").startswith(f"SYNTHETIC tiny-brain {version} seed=1")
     sidecar = json.loads((out / "tiny-brain_seed-1_T1w.json").read_text())
     assert sidecar["synthetic"] and sidecar["seed"] == 1 and sidecar["sampler"] == "dpm++2m"
@@ -71,7 +71,7 @@ def test_cli_refuses_conditions_outside_the_card_range(home, capsys):
     assert "age 99 years is outside the model's range 50-95 years" in capsys.readouterr().err
     assert not (home / "no").exists()
     with pytest.raises(InputError, match="sex must be one of M, F"):
-        generate(load_model("tiny-brain", pipeline="generate"), {"age": 70, "sex": "X"}, steps=2)
+        generate(Model.from_card("tiny-brain", needs="generate"), {"age": 70, "sex": "X"}, steps=2)
 
 
 def test_a_seed_gives_the_same_sample_alone_or_in_a_batch(brain):
@@ -121,8 +121,8 @@ def label_map(spacing=(5.0, 5.0, 5.0), direction=None, value_for_liver=1):
 
 
 def test_maisi_label_map_conditions_the_controlnet_and_comes_back_with_the_ct(home):
-    model = load_model("tiny-maisi", pipeline="generate")
-    assert model.scale_factor == pytest.approx(0.9)
+    model = Model.from_card("tiny-maisi", needs="generate")
+    assert model.latent_scale == pytest.approx(0.9)
     given = label_map(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), value_for_liver=7)
     before = array(given).copy()
     ct = generate(model, {}, seed=0, steps=3, label_map=given, label_mapping={7: 1})[0]
@@ -141,7 +141,7 @@ def test_maisi_label_map_conditions_the_controlnet_and_comes_back_with_the_ct(ho
 
 
 def test_maisi_refuses_bad_label_maps(home):
-    model = load_model("tiny-maisi", pipeline="generate")
+    model = Model.from_card("tiny-maisi", needs="generate")
     with pytest.raises(InputError, match="label ids \\[2\\] are not labels"):  # 2 is not one of the card's ids
         generate(model, {}, steps=2, label_map=label_map(value_for_liver=2))
     with pytest.raises(InputError, match="give a label map"):

@@ -12,7 +12,7 @@ from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.samplers import check_guidance
-from SynthMedLib.weights.load import load_model
+from SynthMedLib.model import Model
 
 
 def test_published_cards_say_whether_guidance_is_valid():
@@ -44,7 +44,7 @@ def test_generate_refuses_guidance_on_a_model_trained_without_dropout(tmp_path, 
     data["id"] = "tiny-no-dropout"
     data["conditioning"]["classifier_free_guidance"] = False
     register_tiny_brain(tmp_path / "source", data=data)
-    model = load_model("tiny-no-dropout", pipeline="generate")
+    model = Model.from_card("tiny-no-dropout", needs="generate")
     conditions = {"age": 70, "sex": "F", "diagnosis": "CN"}
     with pytest.raises(InputError, match="classifier-free guidance is not valid"):
         generate(model, conditions, steps=2, guidance=2.0)

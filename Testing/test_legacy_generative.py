@@ -15,7 +15,8 @@ import torch
 
 from SynthMedLib.cards import SHIPPED_DIR, Card
 from SynthMedLib.weights.legacy_generative import convert_state_dict
-from SynthMedLib.weights.load import load_model, load_network
+from SynthMedLib.model import Model
+from SynthMedLib.weights.load import load_network
 
 generative_nets = pytest.importorskip("generative.networks.nets")
 ATOL = 1e-5
@@ -148,25 +149,25 @@ def test_unet_self_attention_and_class_embedding_identical(tmp_path):
         assert torch.allclose(old(x, t, class_labels=labels), new(x, t, class_labels=labels), atol=ATOL)
 
 
-def test_brlp_unet_and_controlnet_identical_through_load_model(tmp_path):
+def test_brlp_unet_and_controlnet_identical_through_the_model(tmp_path):
     widths = {"autoencoder": [8, 16, 16, 16], "diffusion": [8, 16, 24], "controlnet": [8, 16, 24]}
     card = tiny_card(tmp_path, "brlp", widths)
     save_old(card, "autoencoder", seed=8)
     old_unet = save_old(card, "diffusion", seed=9)
     old_cnet = save_old(card, "controlnet", seed=10)
-    model = load_model(card, pipeline="progression")
+    model = Model.from_card(card, needs="progression")
     assert set(model.networks) == {"autoencoder", "diffusion", "controlnet"}
-    assert model.scale_factor == 1.0 and all(len(h) == 64 for h in model.weights_sha256.values())
+    assert model.latent_scale == 1.0 and all(len(h) == 64 for h in model.weights_sha256.values())
     x, t, context = unet_inputs(11, in_channels=3, context_dim=8)
     cond = torch.randn(2, 4, 4, 4, 4, generator=torch.Generator().manual_seed(12))
     with torch.no_grad():
         old_down, old_mid = old_cnet(x, t, controlnet_cond=cond, context=context)
-        new_down, new_mid = model["controlnet"](x, t, controlnet_cond=cond, context=context)
+        new_down, new_mid = model.network("controlnet")(x, t, controlnet_cond=cond, context=context)
         assert all(torch.allclose(a, b, atol=ATOL) for a, b in zip(old_down, new_down))
         assert torch.allclose(old_mid, new_mid, atol=ATOL)
         old_eps = old_unet(x, t, context=context, down_block_additional_residuals=old_down,
                            mid_block_additional_residual=old_mid)
-        new_eps = model["diffusion"](x, t, context=context, down_block_additional_residuals=new_down,
+        new_eps = model.network("diffusion")(x, t, context=context, down_block_additional_residuals=new_down,
                                      mid_block_additional_residual=new_mid)
     assert torch.allclose(old_eps, new_eps, atol=ATOL)
 

@@ -11,7 +11,7 @@ from safetensors.torch import save, save_file
 from SynthMedLib.cards import SHIPPED_DIR, load_card
 from SynthMedLib.cli import main
 from SynthMedLib.networks import build_network, shrink_args
-from SynthMedLib.weights.load import load_model
+from SynthMedLib.model import Model
 from weights_server import Server
 
 
@@ -103,7 +103,8 @@ def test_fetch_from_loopback_server_then_verify(capsys, tmp_path):
         assert out.count("present") == 2 and len(ae_server.state.requests) == 1
     code, out, _ = run(capsys, "models", "verify", "remote-ldm")
     assert code == 0 and out.count(": ok") == 2 and sha["diffusion"] in out
-    model = load_model("remote-ldm")
+    model = Model.from_card("remote-ldm")
+    model.load(model.card.networks)
     assert model.weights_sha256 == sha
 
     # a file replaced behind our back is caught by verify
@@ -194,12 +195,13 @@ def test_add_monai_bundle_with_legacy_checkpoints(capsys, tmp_path):
     code, out, _ = run(capsys, "models", "verify", "tiny_bundle")
     assert code == 0, out
 
-    model = load_model("tiny_bundle")
+    model = Model.from_card("tiny_bundle")
+    model.load(model.card.networks)
     image = torch.rand(1, 1, 16, 16, 16)
     x, t, context = torch.randn(1, 5, 4, 4, 4), torch.tensor([300]), torch.randn(1, 1, 2)
     with torch.no_grad():
-        assert torch.allclose(old_ae.encode(image)[0], model["autoencoder"].encode(image)[0], atol=1e-5)
-        assert torch.allclose(old_unet(x, t, context=context), model["diffusion"](x, t, context=context), atol=1e-5)
+        assert torch.allclose(old_ae.encode(image)[0], model.network("autoencoder").encode(image)[0], atol=1e-5)
+        assert torch.allclose(old_unet(x, t, context=context), model.network("diffusion")(x, t, context=context), atol=1e-5)
 
 
 def test_add_rejects_folders_that_are_neither(capsys, tmp_path):
@@ -255,10 +257,11 @@ def test_add_maisi_style_bundle_reads_layouts_and_scale_factor(capsys, tmp_path)
                bundle / "models" / "diff_unet_ckpt.pt")
     code, out, err = run(capsys, "models", "add", str(bundle), "--id", "tiny-maisi")
     assert code == 0, err
-    model = load_model("tiny-maisi")
-    assert model.scale_factor == pytest.approx(1.21)
+    model = Model.from_card("tiny-maisi")
+    model.load(model.card.networks)
+    assert model.latent_scale == pytest.approx(1.21)
     x, t = torch.randn(1, 4, 8, 8, 8), torch.tensor([400.0])
     spacing, modality = torch.tensor([[150.0, 150.0, 200.0]]), torch.tensor([1])
     with torch.no_grad():
         assert torch.equal(unet(x, t, spacing_tensor=spacing, class_labels=modality),
-                           model["diffusion"](x, t, spacing_tensor=spacing, class_labels=modality))
+                           model.network("diffusion")(x, t, spacing_tensor=spacing, class_labels=modality))

@@ -14,7 +14,7 @@ from generate_fixtures import register_tiny_brain, tiny_brain_data
 from SynthMedLib.cards import load_card
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.pipelines.latent_io import image_to_tensor
-from SynthMedLib.weights.load import load_model
+from SynthMedLib.model import Model
 
 CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 SIZE_XYZ = (16, 24, 32)
@@ -30,7 +30,7 @@ def model(request, tmp_path_factory):
     data["space"].update(shape=list(SIZE_XYZ), array_axes=request.param)
     data["latent"]["shape"] = [n // 4 for n in SIZE_XYZ]
     register_tiny_brain(home / "source", data=data)
-    yield request.param, load_model(data["id"], pipeline="counterfactual")
+    yield request.param, Model.from_card(data["id"], needs="counterfactual")
     patcher.undo()
 
 

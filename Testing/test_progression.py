@@ -128,26 +128,23 @@ def test_volume_course_fits_known_rates_and_reports_expected_volumes(baseline, t
         assert series.results[0].volumes["ventricles_ml"] == pytest.approx(expected, rel=0.05)
 
 
-def test_a_card_without_controlnet_progresses_by_counterfactual_aging(baseline):
+def test_a_card_without_controlnet_is_refused_with_a_pointer_to_counterfactual(baseline):
     model = tiny_model(with_controlnet=False)
     model.card.data["pipelines"]["progression"] = ["autoencoder", "diffusion"]
-    series = progression(model, baseline, COVARIATES, [2, 4])
-    assert series.pipeline == "counterfactual"
-    assert [r.name for r in series.results] == ["year-2", "year-4"]
-    assert [r.conditions["age"] for r in series.results] == [72, 74]
-    assert series.results[0].image.GetSize() == baseline.GetSize()
+    with pytest.raises(InputError, match="no ControlNet.*counterfactual"):
+        progression(model, baseline, COVARIATES, [2, 4], draws=3, seed=5)
 
 
 def test_a_card_that_ships_a_volume_course_uses_it_unless_told_not_to(baseline, tmp_path):
     from SynthMedLib.cards import load_card
-    from SynthMedLib.pipelines.loaded_model import LoadedModel
+    from SynthMedLib.model import Model
     from SynthMedLib.pipelines.volume_course import card_volume_course
 
     assert card_volume_course(load_card("demo-brain")).rates["AD"]["ventricles_ml"] > 0
     folder = ship_volume_course(write_tiny_model(tmp_path / "model"), "AD")
     card = load_card(str(folder))
     model = tiny_model()
-    model = LoadedModel(card, model.networks, weights_sha256=model.weights_sha256)
+    model = Model.from_networks(card, model.networks, weights_sha256=model.weights_sha256)
     shipped = progression(model, baseline, COVARIATES, [2], draws=1)
     assert shipped.provenance["volume_course"] == "tiny-course"
     assert "expected_volumes" in shipped.results[0].sidecar

@@ -11,7 +11,8 @@ from SynthMedLib.cards import SHIPPED_DIR, Card
 from SynthMedLib.errors import Cancelled, WeightsError
 from SynthMedLib.networks import build_network, shrink_args
 from SynthMedLib.weights import hashing
-from SynthMedLib.weights.load import load_model, load_network
+from SynthMedLib.model import Model
+from SynthMedLib.weights.load import load_network
 from SynthMedLib.weights.safe_load import detect_format, read_checkpoint
 
 ATOL = 1e-6
@@ -55,11 +56,11 @@ def test_maisi_layouts_load_with_scale_factor_and_identical_outputs(tmp_path):
     torch.save({"controlnet_state_dict": cnet.state_dict(), "epoch": 20}, files["controlnet"])
 
     seen = []
-    model = load_model(card, pipeline="generate", progress=lambda *a: seen.append(a))
+    model = Model.from_card(card, needs="generate", progress=lambda *a: seen.append(a))
     assert seen == [("autoencoder", 0, 3), ("diffusion", 1, 3), ("controlnet", 2, 3)]
     with pytest.raises(Cancelled):
-        load_model(card, pipeline="generate", cancel=lambda: True)
-    assert model.scale_factor == pytest.approx(0.8734)
+        Model.from_card(card, needs="generate", cancel=lambda: True)
+    assert model.latent_scale == pytest.approx(0.8734)
     assert model.weights_sha256["diffusion"] == hashing.sha256(files["diffusion"])
     x = torch.randn(1, 4, 8, 8, 8)
     t = torch.tensor([500.0])
@@ -68,16 +69,16 @@ def test_maisi_layouts_load_with_scale_factor_and_identical_outputs(tmp_path):
     modality = torch.tensor([1])
     with torch.no_grad():
         down, mid = cnet(x, t, controlnet_cond=labels, class_labels=modality)
-        ours_down, ours_mid = model["controlnet"](x, t, controlnet_cond=labels, class_labels=modality)
+        ours_down, ours_mid = model.network("controlnet")(x, t, controlnet_cond=labels, class_labels=modality)
         assert torch.allclose(mid, ours_mid, atol=ATOL)
         expected = unet(x, t, class_labels=modality, spacing_tensor=spacing,
                         down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        got = model["diffusion"](x, t, class_labels=modality, spacing_tensor=spacing,
+        got = model.network("diffusion")(x, t, class_labels=modality, spacing_tensor=spacing,
                                  down_block_additional_residuals=ours_down,
                                  mid_block_additional_residual=ours_mid)
         assert torch.allclose(expected, got, atol=ATOL)
         image = torch.rand(1, 1, 32, 32, 32)
-        assert torch.allclose(vae.encode(image)[0], model["autoencoder"].encode(image)[0], atol=ATOL)
+        assert torch.allclose(vae.encode(image)[0], model.network("autoencoder").encode(image)[0], atol=ATOL)
 
 
 def test_maisi_checkpoint_without_scale_factor_is_reported(tmp_path):
@@ -87,7 +88,7 @@ def test_maisi_checkpoint_without_scale_factor_is_reported(tmp_path):
         payload = state if name == "autoencoder" else {"unet_state_dict": state}
         torch.save(payload, card.directory / card.weights[name]["file"])
     with pytest.raises(WeightsError, match="no 'scale_factor' entry"):
-        load_model(card, names=["autoencoder", "diffusion"])
+        Model.from_card(card, needs=["autoencoder", "diffusion"])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from score_common import (DIAGNOSES, SEXES, change_errors, common_arguments, load_model, mean,
+from score_common import (DIAGNOSES, SEXES, change_errors, common_arguments, model_for, mean,
                           native_grid, rendered, report_choice)
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject
 from SynthMedLib.pipelines.counterfactual import counterfactual
@@ -36,7 +36,7 @@ def main():
     parser = common_arguments(__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,2,3,4")
     args = parser.parse_args()
-    model, weights = load_model(args, "counterfactual")
+    model, weights = model_for(args, "counterfactual")
     scales = [float(s) for s in args.scales.split(",")]
     grid = native_grid(3.0)  # a coarser native grid than the scoring's: validation only
     errors = {s: [] for s in scales}
@@ -52,7 +52,7 @@ def main():
             series = counterfactual(model, scan, {"age": subject.baseline_age, "sex": subject.sex,
                                                   "diagnosis": subject.diagnosis},
                                     [{"age": a} for a in ages], steps=args.steps,
-                                    identity=args.identity, cache=cache, guidance=scale,
+                                    identity_method=args.identity_method, cache=cache, guidance=scale,
                                     volume_course=None)  # the model's own change size
             for result, true_change in zip(series.results, truth):
                 predicted = (result.volumes["ventricles_ml"]

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from calibrate_guidance import validation_cases
-from score_common import (brain_mae, brain_mask, change_errors, common_arguments, load_model, mean,
+from score_common import (brain_mae, brain_mask, change_errors, common_arguments, model_for, mean,
                           native_grid, rendered, report_choice)
 from SynthMedLib.pipelines.back_to_native import back_to_native
 from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
@@ -36,14 +36,14 @@ from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.spaces import ModelSpace
 
 
-def apply_setting(scan, series, card, identity, outside):
+def apply_setting(scan, series, card, identity_method, outside):
     """The series' targets re-applied to ``scan`` with ``outside``: (results, reference volumes)."""
     arrays = series.model_space
     results = series.results
     return back_to_native(scan, arrays["mapping"], ModelSpace.from_card(card), card,
                           arrays["images"], arrays["labels"],
                           [r.sidecar["target_conditions"] for r in results],
-                          [r.name for r in results], identity, Progress.wrap(None),
+                          [r.name for r in results], identity_method, Progress.wrap(None),
                           expected=[r.sidecar.get("expected_volumes") for r in results],
                           outside_change=outside)
 
@@ -56,7 +56,7 @@ def main():
     parser.add_argument("--guidance", type=float, default=None)
     parser.set_defaults(subjects=6, offsets="10,20", threads=1, out="bench/results")
     args = parser.parse_args()
-    model, weights = load_model(args, "counterfactual")
+    model, weights = model_for(args, "counterfactual")
     course = VolumeCourse.load(args.volume_course)
     settings = [float(v) for v in args.outside.split(",")]
     offsets = [float(v) for v in args.offsets.split(",")]
@@ -72,10 +72,10 @@ def main():
         series = counterfactual(model, scan, {"age": baseline, "sex": subject.sex,
                                               "diagnosis": subject.diagnosis},
                                 [{"age": a} for a in ages], steps=args.steps,
-                                identity=args.identity, cache=InversionCache(),
+                                identity_method=args.identity_method, cache=InversionCache(),
                                 guidance=args.guidance, volume_course=course)
         for setting in settings:
-            results, reference = apply_setting(scan, series, model.card, args.identity, setting)
+            results, reference = apply_setting(scan, series, model.card, args.identity_method, setting)
             for result, (truth, truth_labels, truth_volumes) in zip(results, truths):
                 mask = brain_mask(labels, truth_labels)
                 ratios[setting].append(brain_mae(result.image, truth, mask)

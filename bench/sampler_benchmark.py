@@ -111,10 +111,10 @@ def build(card, scenario, widths):
     from SynthMedLib.networks import build_network
 
     if scenario == "trained":
-        from SynthMedLib.weights.load import load_model
+        from SynthMedLib.model import Model
 
-        model = load_model(card, pipeline="generate")
-        return model["diffusion"], model["autoencoder"], vector, mode, None
+        model = Model.from_card(card, needs="generate")
+        return model.network("diffusion"), model.network("autoencoder"), vector, mode, None
     torch.manual_seed(0)
     networks = {}
     for name in ("diffusion", "autoencoder"):

@@ -34,7 +34,7 @@ def common_arguments(description):
     parser.add_argument("--spacing", type=float, default=2.0, help="native grid spacing (mm)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--identity", default="deformation",
+    parser.add_argument("--identity-method", "--identity", dest="identity_method", default="deformation",
                         choices=("deformation", "deformation+residual", "intensity", "none"),
                         help="how outputs keep the input's detail (compare the three)")
     parser.add_argument("--out", default=None, help="write the table and a JSON of every number")
@@ -74,16 +74,18 @@ def rendered(subject, age, grid):
     return r.image * 1000.0, r.labels, r.volumes
 
 
-def load_model(args, pipeline):
+def model_for(args, pipeline):
+    """(Model, what weights it has): the installed weights, or files from --weights-dir (a run
+    being scored before it is installed), or random ones (--random-weights)."""
     from SynthMedLib.cards import load_card
+    from SynthMedLib.model import Model
     from SynthMedLib.networks import build_network
-    from SynthMedLib.pipelines.loaded_model import LoadedModel, file_sha256
-    from SynthMedLib.pipelines.loaded_model import load_model as load_installed
+    from SynthMedLib.weights.hashing import sha256
 
     torch.set_num_threads(args.threads)
     card = load_card(args.model)
     if not args.weights_dir and not args.random_weights:
-        return load_installed(card, pipeline), "installed weights"
+        return Model.from_card(card, needs=pipeline), "installed weights"
     from safetensors.torch import load_file
 
     networks, hashes, found = {}, {}, []
@@ -98,13 +100,13 @@ def load_model(args, pipeline):
             if path is None:
                 raise SystemExit(f"no weights for {name} in {args.weights_dir}")
             network.load_state_dict(load_file(str(path)))
-            hashes[name] = file_sha256(path)
+            hashes[name] = sha256(path)
             found.append(str(path))
         else:
             hashes[name] = "random"
         networks[name] = network
     label = "RANDOM weights" if args.random_weights else "weights " + ", ".join(found)
-    return LoadedModel(card, networks, weights_sha256=hashes), label
+    return Model.from_networks(card, networks, weights_sha256=hashes), label
 
 
 def brain_mae(a, b, mask):

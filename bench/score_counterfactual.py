@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from score_common import (brain_mae, brain_mask, common_arguments, held_out_cases, load_model,
+from score_common import (brain_mae, brain_mask, common_arguments, held_out_cases, model_for,
                           mean, native_grid, print_table, rendered, score_series, summary_rows,
                           write_json)
 from SynthMedLib.pipelines.counterfactual import counterfactual
@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--volume-course", default=None,
                         help="a fitted volume course (JSON): it sets the size of each change")
     args = parser.parse_args()
-    model, weights = load_model(args, "counterfactual")
+    model, weights = model_for(args, "counterfactual")
     course = VolumeCourse.load(args.volume_course) if args.volume_course else None
     grid = native_grid(args.spacing)
     offsets = [float(v) for v in args.offsets.split(",")]
@@ -56,7 +56,7 @@ def main():
         ages = [baseline + o for o in offsets if baseline + o <= 95.0]
         series = counterfactual(model, native_input, conditions(subject, baseline),
                                 [{"age": a} for a in ages], steps=args.steps,
-                                identity=args.identity, cache=InversionCache(),
+                                identity_method=args.identity_method, cache=InversionCache(),
                                 guidance=args.guidance, volume_course=course)
         records += score_series(subject, baseline, native_input, input_labels, input_volumes,
                                 series, ages, grid, stash)
@@ -71,10 +71,10 @@ def main():
         at80, labels80, _ = rendered(subject, 80.0, grid)
         mask = brain_mask(labels60, labels80)
         there = counterfactual(model, at60, conditions(subject, 60.0), [{"age": 80.0}],
-                               steps=args.steps, identity=args.identity, cache=InversionCache(),
+                               steps=args.steps, identity_method=args.identity_method, cache=InversionCache(),
                                guidance=args.guidance, volume_course=course).results[0].image
         back = counterfactual(model, there, conditions(subject, 80.0), [{"age": 60.0}],
-                              steps=args.steps, identity=args.identity, cache=InversionCache(),
+                              steps=args.steps, identity_method=args.identity_method, cache=InversionCache(),
                               guidance=args.guidance, volume_course=course).results[0].image
         reversibility.append({"seed": subject.seed, "mae_back_vs_input": brain_mae(back, at60, mask),
                               "mae_true_20y_change": brain_mae(at80, at60, mask)})
@@ -98,7 +98,7 @@ def main():
     guidance = args.guidance if args.guidance is not None else model.card["scheduler"].get(
         "counterfactual_guidance", 1.0)
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
-                             f"{args.identity}; guidance {guidance:g}; volume course "
+                             f"method {args.identity_method}; guidance {guidance:g}; volume course "
                              f"{course.name if course else 'none'}"))
     print_table("Counterfactual aging: scored against the cohort", rows, args.out)
     write_json(args.out, "counterfactual_scores.json",

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from score_common import (common_arguments, held_out_cases, load_model, native_grid, print_table,
+from score_common import (common_arguments, held_out_cases, model_for, native_grid, print_table,
                           rendered, score_series, summary_rows, write_json)
 from SynthMedLib.pipelines.progression import progression
 from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_from_cohort
@@ -45,7 +45,7 @@ def main():
             course.save(Path(args.out) / "volume_course.json")
     if args.auxiliary_only:
         return score_auxiliary(course, args, grid, offsets)
-    model, weights = load_model(args, "progression")
+    model, weights = model_for(args, "progression")
     print(f"model {model.card['id']} ({weights}); native grid {grid.GetSize()} at "
           f"{args.spacing} mm, oblique")
 
@@ -57,7 +57,7 @@ def main():
         years = [o for o in offsets if baseline + o <= 95.0]
         series = progression(model, scan, {"age": baseline, "sex": subject.sex,
                                            "diagnosis": subject.diagnosis}, years,
-                             draws=args.draws, steps=args.steps, identity=args.identity,
+                             draws=args.draws, steps=args.steps, identity_method=args.identity_method,
                              volume_course=course)
         records += score_series(subject, baseline, scan, labels, volumes, series,
                                 [baseline + y for y in years], grid, stash)
@@ -72,7 +72,7 @@ def main():
     for count, years in (("1", [5.0]), ("5", [1.0, 2.0, 3.0, 4.0, 5.0])):
         start = time.perf_counter()
         series = progression(model, scan, covariates, years, draws=args.draws, steps=args.steps,
-                             identity=args.identity, volume_course=course)
+                             identity_method=args.identity_method, volume_course=course)
         walls[count] = (time.perf_counter() - start, series.timings)
     rows.append(("cost: 1 follow-up / 5 follow-ups (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "

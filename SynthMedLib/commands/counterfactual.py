@@ -43,7 +43,7 @@ def run(args):
     model, progress = scan_options.prepare_runtime(args, "counterfactual")
     cache = InversionCache(None if args.no_cache else scan_options.inversion_cache_folder())
     series = counterfactual(model, scan, source, targets, steps=args.steps,
-                            identity=args.identity, cache=cache, progress=progress,
+                            identity_method=args.identity_method, cache=cache, progress=progress,
                             guidance=args.guidance, volume_course=course)
     written = write_series(series, out, scan_options.scan_stem(args.input), model.card)
     print(f"wrote {len(written)} files to {args.out} "

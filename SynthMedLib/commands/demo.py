@@ -118,22 +118,22 @@ def run_model_demo(out, model_id="demo-brain"):
     from SynthMedLib.cohort import measure_volumes
     from SynthMedLib.cohort.montage import write_montage
     from SynthMedLib.pipelines.generate import generate
-    from SynthMedLib.pipelines.loaded_model import load_model
+    from SynthMedLib.model import Model
     from SynthMedLib.storage import prepare_output_folder
 
     # The demo is re-run into the same folder by `make demo`: it replaces its previous run.
     folder = prepare_output_folder(out, overwrite=True)
     out = folder.path
     card = load_card(model_id)
-    model = load_model(card, "generate")
+    model = Model.from_card(card, device="cpu", needs="generate")
     keys = ("ventricles_ml", "csf_ml", "gm_ml", "wm_ml")
     rows, table = [], ["\t".join(("file", "sex", "diagnosis", "age", "seed") + keys)]
     with tqdm(total=len(MODEL_ROWS) * len(MODEL_AGES), desc="demo", unit="sample") as bar:
         for sex, diagnosis, seed in MODEL_ROWS:
             row = []
             for age in MODEL_AGES:
-                sample = generate(model, {"age": age, "sex": sex, "diagnosis": diagnosis}, seed=seed,
-                                  device="cpu")[0]
+                sample = generate(model, {"age": age, "sex": sex, "diagnosis": diagnosis},
+                                  seed=seed)[0]
                 stem = f"{card.id}_{sex}-{diagnosis}_age-{age:g}_seed-{seed}"
                 folder.write_image(sample.image, f"{stem}_T1w.nii.gz")
                 folder.write_image(sample.labels, f"{stem}_dseg.nii.gz")

@@ -47,10 +47,9 @@ def run(args):
     from SynthMedLib.commands.scan_options import extra_conditions, parse_numbers, read_scan
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.generate import generate
+    from SynthMedLib.model import Model
     from SynthMedLib.sampling.samplers import check_guidance
-    from SynthMedLib.sampling.device import pick_device
     from SynthMedLib.sampling.progress import Progress
-    from SynthMedLib.weights.load import load_model
 
     out = output_folder(args)
     if args.threads:
@@ -67,7 +66,7 @@ def run(args):
 
     # card-level refusals before any weights are read (or found missing)
     check_guidance(load_card(args.model), args.guidance)
-    model = load_model(args.model, pipeline="generate", device=pick_device(args.device))
+    model = Model.from_card(args.model, device=args.device, needs="generate")
     samples = generate(model, conditions, count=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,
                        batch_size=args.batch_size, label_map=label_map, label_mapping=mapping,

@@ -34,7 +34,7 @@ def run(args):
     course = scan_options.load_volume_course(args)
     model, progress = scan_options.prepare_runtime(args, "progression")
     series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
-                         seed=args.seed, identity=args.identity, volume_course=course,
+                         seed=args.seed, identity_method=args.identity_method, volume_course=course,
                          progress=progress)
     written = write_series(series, out, scan_options.scan_stem(args.baseline), model.card)
     print(f"wrote {len(written)} files to {args.out} "

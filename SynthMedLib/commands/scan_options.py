@@ -13,7 +13,8 @@ def add_model_options(parser):
     parser.add_argument("--model", required=True, help="model id (e.g. demo-brain) or card path")
     parser.add_argument("--steps", type=int, default=None,
                         help="sampler steps (default: the card's default_steps)")
-    parser.add_argument("--identity", choices=IDENTITY_CHOICES, default="deformation",
+    parser.add_argument("--identity-method", "--identity", dest="identity_method",
+                        choices=IDENTITY_CHOICES, default="deformation",
                         help="how the input's own detail is kept: apply the predicted "
                         "deformation (default), the deformation plus the intensity change it "
                         "does not explain, add the predicted intensity change, or none (the "
@@ -104,18 +105,15 @@ def scan_stem(path):
 
 
 def prepare_runtime(args, pipeline):
-    """(loaded model, Progress) for a command: card, device, threads, weights."""
+    """(Model with the networks ``pipeline`` needs, Progress) for a command."""
     import torch
 
-    from SynthMedLib.cards import load_card
-    from SynthMedLib.pipelines.loaded_model import load_model
-    from SynthMedLib.sampling.device import pick_device
+    from SynthMedLib.model import Model
     from SynthMedLib.sampling.progress import Progress
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    card = load_card(args.model)
-    model = load_model(card, pipeline, pick_device(args.device))
+    model = Model.from_card(args.model, device=args.device, needs=pipeline)
     return model, Progress(bar=not args.no_progress)
 
 

@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 
 from SynthMedLib.evaluate import metrics
 from SynthMedLib.evaluate.reference import Reference, held_out_subjects, noisy_and_clean
-from SynthMedLib.evaluate.sampling import generate_arrays, load_model
+from SynthMedLib.evaluate.sampling import generate_arrays
+from SynthMedLib.model import Model
 
 SWEEP_AGES = (50, 60, 70, 80, 90)
 MATCHED_NOISE_SIGMA_VOXELS = 1.0
@@ -41,7 +42,7 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
     sweep = Reference(held_out_subjects("F", "CN", subjects), SWEEP_AGES, card, cache_dir, workers, progress)
     cn75 = Reference(held_out_subjects("F", "CN", 16, start=2_000_000), [75], card, cache_dir, workers, progress)
     ad75 = Reference(held_out_subjects("F", "AD", subjects), [75], card, cache_dir, workers, progress)
-    model = load_model(card)
+    model = Model.from_card(card, device="cpu", needs="generate")
     networks = model.networks
     result = {"model": card["id"], "version": card["version"], "guidance": guidance}
 

@@ -5,11 +5,6 @@ import numpy as np
 import SimpleITK as sitk
 
 
-def load_model(card):
-    from SynthMedLib.pipelines.loaded_model import load_model as load
-    return load(card, "generate")
-
-
 def generate_arrays(model, conditions, seeds, guidance=1.0, sampler=None, steps=None):
     """(images (N, D, H, W) float32, labels (N, D, H, W) uint8, provenance of the first) for
     ``conditions`` (list of {age, sex, diagnosis}), one noise seed each."""
@@ -18,7 +13,7 @@ def generate_arrays(model, conditions, seeds, guidance=1.0, sampler=None, steps=
     images, labels, first = [], [], None
     for condition, seed in zip(conditions, seeds):
         sample = generate(model, condition, count=1, seed=int(seed), guidance=guidance,
-                          sampler=sampler, steps=steps, device="cpu")[0]
+                          sampler=sampler, steps=steps)[0]
         images.append(sitk.GetArrayFromImage(sample.image))
         labels.append(sitk.GetArrayFromImage(sample.labels))
         first = first or sample.provenance

@@ -7,7 +7,7 @@ between row 0 and that row (``identity.transfer_change``), its label map, the di
 (target - input) and tissue volumes, so counterfactual aging and progression give identical files.
 
 With ``expected`` volumes per target (an auxiliary volume model's prediction, or None for a target
-it cannot speak for) and a deformation identity, the size of each change comes from those volumes
+it cannot speak for) and a deformation identity method, the size of each change comes from those volumes
 (``identity.transfer_scaled_change``, on the structure named by ``scaled_by``) and the label map
 is the reconstruction's moved with the image, so image, labels and volumes stay consistent;
 ``outside_change`` (0..1) is how much of the model's change away from that structure is kept.
@@ -25,7 +25,7 @@ def reference_volumes(labels, card, mapping):
     return {} if labels is None else label_volumes(labels[0], card, mapping.model_voxel_ml())
 
 
-def back_to_native(image, mapping, space, card, images, labels, targets, names, identity, progress,
+def back_to_native(image, mapping, space, card, images, labels, targets, names, identity_method, progress,
                    expected=None, scaled_by="ventricles_ml", outside_change=1.0):
     """(one TargetResult per target, the reconstruction's volumes) on ``image``'s grid."""
     grid = space.grid()
@@ -33,7 +33,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     voxel_ml = mapping.model_voxel_ml()
     native_input = sitk.Cast(image, sitk.sitkFloat32)
     label_id = {column: i for i, column in volume_columns(card)}.get(scaled_by)
-    scaled = (expected is not None and identity.startswith("deformation") and labels is not None
+    scaled = (expected is not None and identity_method.startswith("deformation") and labels is not None
               and label_id is not None)
     results = []
     for i, (target, name) in enumerate(zip(targets, names), start=1):
@@ -48,7 +48,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
             sidecar["change_scaled_to"] = {"volume": scaled_by, "scale": round(scale, 4),
                                            "reached": reached}
         else:
-            output, _ = transfer_change(image, mapping, reconstruction, target_image, identity)
+            output, _ = transfer_change(image, mapping, reconstruction, target_image, identity_method)
             target_labels = None if labels is None else labels[i]
         result = TargetResult(name, target, output, difference=sitk.Subtract(output, native_input))
         if target_labels is not None:

@@ -5,7 +5,7 @@
     -> regenerate under the source and every target condition, as ONE batch (classifier-free
        guidance: the card's counterfactual_guidance) -> decode
     -> per target: the change from the model's reconstruction to its counterfactual, applied to
-       the input on its own grid (identity.py: displacement field + residual) -> difference maps
+       the input on its own grid (identity.py: displacement field) -> difference maps
        (target - input), label maps, volumes; with an auxiliary volume course, the size of each
        age-only change set by its expected ventricle volume.
 
@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, scan_digest
 from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
@@ -43,7 +44,7 @@ from SynthMedLib.spaces import ModelSpace, to_model_space
 COURSE_OUTSIDE_CHANGE = 0.5
 
 
-def counterfactual(model, image, source, targets, steps=None, identity="deformation",
+def counterfactual(model: Model, image, source, targets, steps=None, identity_method="deformation",
                    cache=DEFAULT_CACHE, progress=None, names=None, guidance=None,
                    volume_course=MODEL_OWN, outside_change=None):
     """A Series with one TargetResult per entry of ``targets``.
@@ -56,6 +57,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     the model alone); for targets that differ from the source in age only, it sets the size of
     the change (back_to_native.py), and ``outside_change`` (default COURSE_OUTSIDE_CHANGE) how
     much of the model's change away from the ventricles stays."""
+    model = as_model(model).load_for("counterfactual")
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     volume_course = resolve_volume_course(card, volume_course)
     if not targets:
@@ -81,7 +83,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     timer.lap("encode")
 
     # 3. invert under the source conditions, once per scan and conditions
-    key = inversion_key(digest, model.identity, source, steps)
+    key = inversion_key(digest, model.fingerprint("counterfactual"), source, steps)
     noise = cache.get(key) if cache is not None else None
     inversion_cached = noise is not None
     if noise is None:
@@ -111,7 +113,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     expected = _expected_volumes(volume_course, source, targets, reference_volumes(labels, card,
                                                                                  mapping))
     results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
-                                        identity, progress, expected=expected,
+                                        identity_method, progress, expected=expected,
                                         outside_change=outside_change)
     for result, volumes in zip(results, expected or []):
         if volumes is not None:
@@ -119,7 +121,7 @@ def counterfactual(model, image, source, targets, steps=None, identity="deformat
     timer.lap("native")
 
     record = provenance(model, "counterfactual", source_conditions=source,
-                        sampler=deterministic_sampler(card), steps=steps, identity=identity,
+                        sampler=deterministic_sampler(card), steps=steps, identity_method=identity_method,
                         guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
                         volume_course=None if volume_course is None else volume_course.name,
                         outside_change=None if volume_course is None else outside_change,

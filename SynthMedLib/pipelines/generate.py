@@ -18,11 +18,12 @@ import torch
 
 from SynthMedLib import provenance
 from SynthMedLib.errors import CardError, InputError
+from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
     network_shape, split_outputs, to_network_axes
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
-from SynthMedLib.sampling.device import autocast, parse_dtype, pick_device, seeded_noise
+from SynthMedLib.sampling.device import autocast, seeded_noise
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample, sampler_name
 from SynthMedLib.spaces.model_space import ModelSpace
@@ -37,20 +38,21 @@ class GeneratedSample:
     provenance: dict
 
 
-def generate(model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=1.0, eta=0.0,
-             device="auto", dtype="fp32", tile=None, batch_size=1, label_map=None, label_mapping=None,
-             spacing=None, progress=None):
+def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=1.0,
+             eta=0.0, dtype=None, tile=None, batch_size=1, label_map=None, label_mapping=None,
+             spacing=None, progress=None) -> list[GeneratedSample]:
     """``count`` GeneratedSamples; sample i uses seed ``seed + i`` (so any one can be remade alone).
 
-    ``model``: a loaded model (``SynthMedLib.weights.load.load_model``), a Card or a model id.
-    ``tile``: latent window size for tiled decoding (None: whole). ``label_map``: a SimpleITK label
+    ``model``: a ``SynthMedLib.model.Model`` (its networks for generate load now if they are not
+    yet). ``dtype``: autocast precision (default: the model's). ``tile``: latent window size for tiled decoding (None: whole). ``label_map``: a SimpleITK label
     image for label-conditioned cards; ``label_mapping``: {your id: card id}. ``spacing``: output
     spacing in mm for cards with a flexible grid (MAISI)."""
-    model = _loaded(model, device)
+    model = as_model(model).load_for("generate")
     card, networks = model.card, model.networks
     unet = networks["diffusion"]
-    run_on = next(unet.parameters()).device
-    precision = autocast(run_on, parse_dtype(dtype))
+    run_on = model.device
+    dtype = model.precision(dtype)
+    precision = autocast(run_on, dtype)
     progress = Progress.wrap(progress)
     sampler = sampler_name(sampler or default_sampler(card))
     steps = int(steps or (DPM_DEFAULT_STEPS if sampler == "dpm++2m" else card["scheduler"].get("default_steps", 50)))
@@ -81,14 +83,14 @@ def generate(model, conditions=None, count=1, seed=0, sampler=None, steps=None, 
         latent = sample(denoiser, noise, card, sampler=sampler, steps=steps, eta=eta, generator=generator,
                         progress=progress)
         # latent -> decode (whole or tiled) -> image (+ label map)
-        decoded = decode(networks["autoencoder"], crop_latent(latent, card), scale_factor=_scale(model),
+        decoded = decode(networks["autoencoder"], crop_latent(latent, card), scale_factor=model.latent_scale,
                          tile=tile, progress=progress, autocast=precision, output_device="cpu")
         images, labels = split_outputs(decoded, card)
         for i, sample_seed in enumerate(seeds):
             entry = provenance.record(
-                card, model.weights_sha256, "generate", conditions=conditions, seed=sample_seed, sampler=sampler,
+                card, model.digests(model.needs("generate")), "generate", conditions=conditions, seed=sample_seed, sampler=sampler,
                 steps=steps, network_evaluations=denoiser.evaluations, guidance=float(guidance), eta=float(eta),
-                precision=parse_dtype(dtype), device=str(run_on), tile=tile,
+                precision=dtype, device=str(run_on), tile=tile,
                 label_map="given" if label_array is not None else None)
             image = provenance.describe(array_to_image(_output_units(card, images[i]), grid), entry)
             label_image = label_array if label_array is not None else (None if labels is None else labels[i])
@@ -96,19 +98,6 @@ def generate(model, conditions=None, count=1, seed=0, sampler=None, steps=None, 
                 label_image = provenance.describe(array_to_image(label_image, grid, sitk.sitkUInt8), entry)
             samples.append(GeneratedSample(image, label_image, entry))
     return samples
-
-
-def _loaded(model, device):
-    if hasattr(model, "networks") and hasattr(model, "card"):
-        return model
-    from SynthMedLib.weights.load import load_model
-
-    return load_model(model, pipeline="generate", device=pick_device(device))
-
-
-def _scale(model):
-    scale = getattr(model, "scale_factor", None)
-    return float(scale if scale is not None else model.card["latent"].get("scale_factor", 1.0))
 
 
 def _model_grid(card, label_map, spacing):

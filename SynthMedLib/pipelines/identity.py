@@ -15,15 +15,15 @@ Choice: a smooth **displacement field**.
   resolution, so every native detail survives and edges stay sharp; it is smooth and invertible,
   and composing it with the registration's affine carries it onto the native grid exactly.
 - Adding the intensity difference instead would paint a 3 mm blur of the new ventricle boundary
-  over a sharp old one (a double edge). It is still offered (``identity="intensity"``), as is the
-  raw decoded image on the native grid (``identity="none"``).
+  over a sharp old one (a double edge). It is still offered (``identity_method="intensity"``), as is the
+  raw decoded image on the native grid (``identity_method="none"``).
 - The field is smoothed strongly (4 voxels) and nothing else is added by default: the model's
   reconstruction and counterfactual also differ in small shape and intensity details that are not
   aging. Chosen on validation subjects (bench/calibrate_guidance.py's seeds, never the scored
   ones) with demo-brain 2.0.0, 6 subjects x +10/+20 y, brain MAE against the true older scan
   relative to "no change": demons smoothing 1 voxel + the intensity residual (counterfactual -
   warped reconstruction) 1.44; 1 voxel alone 1.36; 4 voxels + residual 1.32; 4 voxels alone 1.03.
-  The residual stays available as ``identity="deformation+residual"`` (for changes that are not
+  The residual stays available as ``identity_method="deformation+residual"`` (for changes that are not
   geometric, e.g. lesions).
 
 When an auxiliary volume model gives the expected volume of a structure at the target

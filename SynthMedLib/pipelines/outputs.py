@@ -60,7 +60,8 @@ def label_volumes(labels, card, voxel_ml):
 
 def provenance(model, pipeline, **details):
     """The shared provenance record (SynthMedLib.provenance) of a series."""
-    return shared_provenance.record(model.card, model.identity["weights"], pipeline, **details)
+    return shared_provenance.record(model.card, model.digests(model.needs(pipeline)), pipeline,
+                                    **details)
 
 
 def write_series(series, out, stem, card):

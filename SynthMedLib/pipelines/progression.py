@@ -13,17 +13,19 @@
        + volumes.
 
 Using the same noise draws at every time point makes the differences between time points come
-from the time gap and covariates, not from the draws. Cards without a ControlNet fall back to
-counterfactual aging at the follow-up ages (inversion instead of ControlNet conditioning).
+from the time gap and covariates, not from the draws. A card without a ControlNet is refused
+with a message naming counterfactual aging, which answers the age-only question by inversion: run
+silently in its place, the request's draws, seed and sampler would be ignored.
 """
 
 import SimpleITK as sitk
 import torch
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
-from SynthMedLib.pipelines.counterfactual import counterfactual, register_scan
+from SynthMedLib.pipelines.counterfactual import register_scan
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
 from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
                                              encode, image_to_tensor, split_outputs)
@@ -39,14 +41,20 @@ from SynthMedLib.spaces import ModelSpace
 DEFAULT_DRAWS = 4
 
 
-def progression(model, baseline, covariates, years, draws=None, steps=None, seed=0,
-                sampler=None, identity="deformation", volume_course=MODEL_OWN, progress=None,
+def progression(model: Model, baseline, covariates, years, draws=None, steps=None, seed=0,
+                sampler=None, identity_method="deformation", volume_course=MODEL_OWN, progress=None,
                 cache=DEFAULT_CACHE):
     """A Series with one TargetResult per follow-up in ``years`` (years after the baseline).
 
     ``volume_course``: the auxiliary volume model (default: the one the card ships, if any;
     None: the model alone)."""
+    model = as_model(model)
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
+    if "controlnet" not in model.needs("progression"):
+        raise InputError(f"model '{card.id}' has no ControlNet, which progression needs (it "
+                         "conditions on the baseline); for the same scan at later ages use "
+                         "counterfactual aging (synthmed counterfactual --target-ages ...)")
+    model.load_for("progression")
     volume_course = resolve_volume_course(card, volume_course)
     years = [float(y) for y in years]
     if not years or min(years) <= 0:
@@ -57,10 +65,6 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
         for followup, volumes in zip(followups, volume_course.predict(source, years)):
             followup.update(_as_conditions(card, volumes))
     names = [f"year-{y:g}" for y in years]
-    if "controlnet" not in card["pipelines"].get("progression", []):
-        return counterfactual(model, baseline, source, followups, steps=steps,
-                              identity=identity, cache=cache, progress=progress, names=names,
-                              volume_course=volume_course)
     draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
         "latent_average_m", DEFAULT_DRAWS))
     steps = int(steps or card["scheduler"].get("default_steps", 50))
@@ -110,7 +114,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
 
     # 6. onto the baseline's grid, keeping the subject's identity
     results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
-                                identity, progress, expected=scale_to)
+                                identity_method, progress, expected=scale_to)
     for i, result in enumerate(results):
         result.sidecar["years_after_baseline"] = years[i]
         if expected is not None:
@@ -118,7 +122,7 @@ def progression(model, baseline, covariates, years, draws=None, steps=None, seed
     timer.lap("native")
 
     record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
-                        steps=steps, seed=seed, draws=draws, identity=identity,
+                        steps=steps, seed=seed, draws=draws, identity_method=identity_method,
                         registration=mapping.record(),
                         volume_course=None if volume_course is None else volume_course.name)
     return Series("progression", results, baseline_volumes, record, timer.seconds,

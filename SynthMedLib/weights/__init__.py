@@ -1,7 +1,9 @@
 """Weights: the cache, verified downloads, safe loading and conversion of published formats.
 
-    from SynthMedLib.weights.load import load_model      # networks + scale factor + sha256
+    from SynthMedLib.weights.load import load_network    # one network of a card, weights loaded
     from SynthMedLib.weights import load_state_dict      # one file -> state dict for its network
+
+A whole model (card + networks + digests + latent scale) is ``SynthMedLib.model.Model``.
 """
 
 

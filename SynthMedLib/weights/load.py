@@ -1,31 +1,16 @@
-"""Load a card's networks with their weights: find the file, read it safely, convert the published
-format, check every key against the card's architecture, and report what was used."""
-
-from dataclasses import dataclass, field
+"""Load one network of a card with its weights: find the file, read it safely, convert the published
+format, check every key against the card's architecture. ``SynthMedLib.model.Model`` uses this for
+each network it needs."""
 
 from SynthMedLib.cards import load_card
-from SynthMedLib.errors import Cancelled, WeightsError
+from SynthMedLib.errors import WeightsError
 from SynthMedLib.networks import build_network
-from SynthMedLib.weights import cache, hashing
+from SynthMedLib.weights import cache
 from SynthMedLib.weights.legacy_generative import convert_state_dict, looks_legacy
-from SynthMedLib.weights.maisi_format import maisi_scale_factor, maisi_state_dict
+from SynthMedLib.weights.maisi_format import maisi_state_dict
 from SynthMedLib.weights.safe_load import extract_state_dict, read_checkpoint
 
 LISTED = 6  # how many offending keys an error message names
-
-
-@dataclass
-class LoadedModel:
-    """What a pipeline needs: the networks (eval mode), the latent scale factor, and provenance."""
-
-    card: object
-    networks: dict
-    scale_factor: float
-    weights_sha256: dict = field(default_factory=dict)
-    weights_files: dict = field(default_factory=dict)
-
-    def __getitem__(self, name):
-        return self.networks[name]
 
 
 def weights_path(card, name):
@@ -98,40 +83,3 @@ def load_network(card, name, device="cpu", channels=None, overrides=None, init_s
     check_keys(network, state, where)
     network.load_state_dict(state, strict=True)
     return network.eval().to(device), path, checkpoint
-
-
-def load_model(card, names=None, pipeline=None, device="cpu", channels=None, overrides=None,
-               progress=None, cancel=None):
-    """A LoadedModel with ``names`` (default: what ``pipeline`` needs, else every network).
-
-    ``progress(network_name, index, count)`` is called before each network loads; ``cancel()``
-    returning True stops between networks with Cancelled.
-    """
-    card = load_card(card)
-    if names is None:
-        names = card.networks_for(pipeline) if pipeline else list(card.networks)
-    channels = channels or {}
-    overrides = overrides or {}
-    # Networks initialised from another (MAISI's ControlNet from the UNet) load after it.
-    order = sorted(names, key=lambda n: card.networks[n].get("init_from") is not None)
-    networks, files, checkpoints = {}, {}, {}
-    for index, name in enumerate(order):
-        if cancel is not None and cancel():
-            raise Cancelled(f"loading model '{card.id}' cancelled")
-        if progress is not None:
-            progress(name, index, len(order))
-        init_from = card.networks[name].get("init_from")
-        init_state = networks[init_from].state_dict() if init_from in networks else None
-        networks[name], files[name], checkpoints[name] = load_network(
-            card, name, device=device, channels=channels.get(name),
-            overrides=overrides.get(name), init_state=init_state)
-    scale = card.latent["scale_factor"]
-    if scale == "checkpoint":
-        if "diffusion" not in checkpoints:
-            _, files["diffusion"], checkpoints["diffusion"] = None, weights_path(card, "diffusion"), \
-                read_checkpoint(weights_path(card, "diffusion"))
-        scale = maisi_scale_factor(checkpoints["diffusion"], where=str(files["diffusion"]))
-    sha = {name: hashing.sha256(path) for name, path in files.items()}
-    return LoadedModel(card=card, networks={n: networks[n] for n in names if n in networks},
-                       scale_factor=float(scale), weights_sha256=sha,
-                       weights_files={n: str(p) for n, p in files.items()})

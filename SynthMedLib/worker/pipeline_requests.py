@@ -1,6 +1,6 @@
 """Worker requests that run the library's pipelines (generate, counterfactual, progression).
 
-Each one: params -> card, loaded model (kept across requests), input image -> the pipeline with
+Each one: params -> card, its Model (one per card and device, kept across requests), input image -> the pipeline with
 the request's progress/cancel -> NIfTI files + a JSON description the Slicer module turns into
 nodes. The pipelines themselves live in SynthMedLib.pipelines; nothing here does model maths.
 """
@@ -11,14 +11,17 @@ from SynthMedLib.errors import InputError
 from SynthMedLib.worker.files import image_entry, read_input
 
 
-def loaded_model(context, card, pipeline, device="auto"):
-    """The card's networks for ``pipeline`` on ``device``, loaded once per worker."""
-    from SynthMedLib.pipelines.loaded_model import load_model
+def model_for(context, card, pipeline, device="auto"):
+    """The card's Model on ``device``, one per worker whichever pipeline asks (so a model is in
+    memory once and switching panels loads no weights again, only a network not needed before),
+    with the networks ``pipeline`` needs loaded."""
+    from SynthMedLib.model import Model
     from SynthMedLib.sampling.device import pick_device
 
     device = pick_device(device)
-    key = ("model", card["id"], card["version"], str(card.directory), pipeline, str(device))
-    return context.cached(key, lambda: load_model(card, pipeline, device=device))
+    key = ("model", card.id, card.version, str(card.directory), str(device))
+    model = context.cached(key, lambda: Model.from_card(card, device=device))
+    return model.load_for(pipeline, cancel=context.progress.cancelled)
 
 
 def segments_of(card):
@@ -72,7 +75,7 @@ def counterfactual(params, context):
     card = load_card(params.get("model", ""))
     image = read_input(params)
     ages = _numbers(params.get("targetAges", []), "target ages")
-    model = loaded_model(context, card, "counterfactual", params.get("device", "auto"))
+    model = model_for(context, card, "counterfactual", params.get("device", "auto"))
     series = run(model, image, dict(params.get("conditions") or {}), [{"age": age} for age in ages],
                  steps=params.get("steps"), volume_course=_volume_course(params),
                  progress=context.progress)
@@ -86,7 +89,7 @@ def progression(params, context):
     card = load_card(params.get("model", ""))
     image = read_input(params)
     years = _numbers(params.get("years", []), "follow-up years")
-    model = loaded_model(context, card, "progression", params.get("device", "auto"))
+    model = model_for(context, card, "progression", params.get("device", "auto"))
     series = run(model, image, dict(params.get("conditions") or {}), years, draws=params.get("draws"),
                  steps=params.get("steps"), seed=int(params.get("seed", 0)),
                  volume_course=_volume_course(params), progress=context.progress)
@@ -98,7 +101,7 @@ def generate(params, context):
     from SynthMedLib.pipelines.generate import generate as run
 
     card = load_card(params.get("model", ""))
-    model = loaded_model(context, card, "generate", params.get("device", "auto"))
+    model = model_for(context, card, "generate", params.get("device", "auto"))
     label_map = read_input(params, "labelCondition") if params.get("labelCondition") else None
     samples = run(model, dict(params.get("conditions") or {}), count=int(params.get("samples", 1)),
                   seed=int(params.get("seed", 0)), sampler=params.get("sampler"), steps=params.get("steps"),
