@@ -49,7 +49,8 @@ def test_published_architectures_are_the_cited_ones():
     maisi = load_card("maisi-ct-rflow")
     assert maisi.scheduler["type"] == "rectified_flow" and maisi.scheduler["default_steps"] == 30
     assert maisi.latent["scale_factor"] == "checkpoint"
-    assert len(maisi.outputs["labels"]["segments"]) == 124  # 132 ids less 8 placeholders (label_dict_124_to_132)
+    # 132 ids less 8 placeholders (label_dict_124_to_132), plus the body envelope (200)
+    assert len(maisi.outputs["labels"]["segments"]) == 125 and maisi.outputs["labels"]["segments"][-1]["id"] == 200
     for card in (brainldm, brlp, maisi):
         assert all(s.startswith("https://") for s in card.source)
 

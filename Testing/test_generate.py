@@ -131,10 +131,13 @@ def test_maisi_label_map_conditions_the_controlnet_and_comes_back_with_the_ct(ho
     assert all(n % 32 == 0 for n in ct.image.GetSize()) and ct.image.GetSpacing() == (6.0, 6.0, 6.0)
     hu = array(ct.image)
     assert hu.min() >= -1000 and hu.max() <= 1000 and hu.std() > 0
-    # the returned label map is the given one, resampled to the CT's grid (nearest) and remapped
+    # the returned label map is the given one, resampled to the CT's grid (nearest) and remapped,
+    # with the body envelope (200) the map lacked built around it (test_label_conditioning.py)
     expected = sitk.Resample(given, ct.labels, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     expected = np.where(array(expected) == 7, 1, array(expected))
-    assert np.array_equal(array(ct.labels), expected) and set(np.unique(expected)) == {0, 1, 3}
+    returned = array(ct.labels)
+    assert np.array_equal(np.where(returned == 200, 0, returned), expected) and set(np.unique(expected)) == {0, 1, 3}
+    assert ct.provenance["body_envelope"] == "from mask" and (returned == 200).any()
     # the label map steers the sample: another anatomy, another CT from the same noise
     other = generate(model, {}, seed=0, steps=3, label_map=label_map(value_for_liver=5))[0]
     assert not np.allclose(hu, array(other.image))

@@ -31,6 +31,12 @@ def register(subparsers):
     parser.add_argument("--label-map", default=None, help="label map that conditions the ControlNet (MAISI)")
     parser.add_argument("--label-map-ids", default=None, metavar="A=B,...",
                         help="map the label map's ids to the model's (e.g. 7=1,8=0)")
+    parser.add_argument("--label-preset", default=None, metavar="NAME",
+                        help="the label map's ids are another segmenter's: e.g. totalsegmentator "
+                        "(TotalSegmentator v2 'total' ids -> MAISI's); --label-map-ids apply over it")
+    parser.add_argument("--envelope-image", default=None, metavar="FILE",
+                        help="the CT/MR the label map was segmented on: builds MAISI's body envelope "
+                        "(label 200) from it when the label map lacks one (default: from the map alone)")
     parser.add_argument("--spacing", default=None, help="output spacing in mm, for models with a flexible grid")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
@@ -71,6 +77,8 @@ def run(args):
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,
                        batch_size=args.batch_size, label_map=label_map, label_mapping=mapping,
                        spacing=spacing[0] if spacing and len(spacing) == 1 else spacing,
+                       label_preset=args.label_preset,
+                       envelope_image=read_scan(args.envelope_image) if args.envelope_image else None,
                        progress=Progress(bar=not args.no_progress))
 
     outputs = model.card["outputs"]

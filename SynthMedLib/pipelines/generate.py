@@ -4,9 +4,10 @@ conditions -> normalised vector (card schema) -> noise (seeded) -> sampler (DPM-
 DDPM, rectified flow; classifier-free guidance) -> latent -> decode (whole or tiled) -> image
 (+ label map) in model space -> SimpleITK images with geometry + provenance.
 
-A card whose ControlNet takes a label map (MAISI) also takes ``label_map``: it is resampled onto
-the model grid (nearest neighbour), its ids remapped to the card's, and returned as the label map
-of the generated CT.
+A card whose ControlNet takes a label map (MAISI) also takes ``label_map``: its ids remapped to
+the card's (``label_mapping``, or a preset such as TotalSegmentator's), the body envelope added
+where it lacks one (label_conditioning.py), resampled onto the model grid (nearest neighbour) and
+returned as the label map of the generated CT.
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ import torch
 from SynthMedLib import provenance
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.model import Model, as_model
+from SynthMedLib.pipelines.label_conditioning import prepare_label_map
 from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
     network_shape, split_outputs, to_network_axes
 from SynthMedLib.sampling.decode import decode
@@ -40,13 +42,16 @@ class GeneratedSample:
 
 def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=1.0,
              eta=0.0, dtype=None, tile=None, batch_size=1, label_map=None, label_mapping=None,
-             spacing=None, progress=None) -> list[GeneratedSample]:
+             spacing=None, progress=None, label_preset=None, envelope_image=None) -> list[GeneratedSample]:
     """``count`` GeneratedSamples; sample i uses seed ``seed + i`` (so any one can be remade alone).
 
     ``model``: a ``SynthMedLib.model.Model`` (its networks for generate load now if they are not
-    yet). ``dtype``: autocast precision (default: the model's). ``tile``: latent window size for tiled decoding (None: whole). ``label_map``: a SimpleITK label
-    image for label-conditioned cards; ``label_mapping``: {your id: card id}. ``spacing``: output
-    spacing in mm for cards with a flexible grid (MAISI)."""
+    yet). ``dtype``: autocast precision (default: the model's). ``tile``: latent window size for
+    tiled decoding (None: whole). ``label_map``: a SimpleITK label image for label-conditioned
+    cards; ``label_mapping``: {your id: card id}; ``label_preset``: a segmenter's ids -> the
+    card's (e.g. "totalsegmentator"); ``envelope_image``: the scan the label map was segmented
+    from, to build the body envelope from when the map lacks it (else it is built from the map
+    alone). ``spacing``: output spacing in mm for cards with a flexible grid (MAISI)."""
     model = as_model(model).load_for("generate")
     card, networks = model.card, model.networks
     unet = networks["diffusion"]
@@ -67,7 +72,8 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
 
     # the model-space grid, and the label map that conditions the ControlNet (if the card has one)
     grid = _model_grid(card, label_map, spacing)
-    controlnet_cond, label_array = _label_condition(card, label_map, label_mapping, grid, run_on)
+    controlnet_cond, label_array, envelope = _label_condition(card, label_map, label_mapping, grid, run_on,
+                                                              label_preset, envelope_image)
     latent_shape = _latent_shape(card, grid)
 
     samples = []
@@ -91,7 +97,8 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
                 card, model.digests(model.needs("generate")), "generate", conditions=conditions, seed=sample_seed, sampler=sampler,
                 steps=steps, network_evaluations=denoiser.evaluations, guidance=float(guidance), eta=float(eta),
                 precision=dtype, device=str(run_on), tile=tile,
-                label_map="given" if label_array is not None else None)
+                label_map="given" if label_array is not None else None,
+                **({"label_preset": label_preset, "body_envelope": envelope} if label_array is not None else {}))
             image = provenance.describe(array_to_image(_output_units(card, images[i]), grid), entry)
             label_image = label_array if label_array is not None else (None if labels is None else labels[i])
             if label_image is not None:
@@ -145,46 +152,28 @@ def _latent_shape(card, grid):
     return (channels,) + network_shape(card, card["latent"]["shape"])
 
 
-def _label_condition(card, label_map, label_mapping, grid, device):
-    """(ControlNet input (1, C, *network axes) or None, label array (z, y, x) on the model grid or None)."""
+def _label_condition(card, label_map, label_mapping, grid, device, label_preset=None, envelope_image=None):
+    """(ControlNet input (1, C, *network axes) or None, label array (z, y, x) on the model grid or None,
+    how the body envelope came or None)."""
     wants = ((card["conditioning"] or {}).get("controlnet") or {}).get("input") == "label_map"
     if not wants:
         if label_map is not None:
             raise InputError(f"model '{card['id']}' is not conditioned on a label map")
-        return None, None
+        return None, None, None
     if label_map is None:
         raise InputError(f"model '{card['id']}' generates a CT for a given anatomy: give a label map "
                          "(--label-map FILE)")
-    if label_map.GetDimension() != 3:
-        raise InputError(f"the label map must be 3D, not {label_map.GetDimension()}D")
-    values = sitk.GetArrayViewFromImage(label_map)
-    if not np.isfinite(values).all() or not np.array_equal(values, np.round(values)) or values.min() < 0:
-        raise InputError("the label map must hold non-negative integer label ids (is it an image, not a label map?)")
-    resampled = sitk.Resample(sitk.Cast(label_map, sitk.sitkUInt32), grid, sitk.Transform(),
+    labels, envelope = prepare_label_map(card, label_map, label_mapping, label_preset, envelope_image)
+    resampled = sitk.Resample(sitk.Cast(labels, sitk.sitkUInt32), grid, sitk.Transform(),
                               sitk.sitkNearestNeighbor, 0, sitk.sitkUInt32)
     array = sitk.GetArrayFromImage(resampled).astype(np.int64)
-    array = _remap(card, array, label_mapping)
     if not array.any():
         raise InputError("the label map has no labels inside the model grid")
     channels = int(card["conditioning"]["controlnet"].get("channels", 8))
     # MAISI's binarize_labels: bit b of the label id in channel b.
     network_array = np.ascontiguousarray(to_network_axes(array, card))
     bits = torch.from_numpy(network_array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
-    return bits.float().to(device), array.astype(np.uint8)
-
-
-def _remap(card, array, label_mapping):
-    if label_mapping:
-        lookup = np.arange(max(int(array.max()), max(int(k) for k in label_mapping)) + 1)
-        for source, target in label_mapping.items():
-            lookup[int(source)] = int(target)
-        array = lookup[array]
-    known = {0} | {int(s["id"]) for s in card["outputs"]["labels"]["segments"]}
-    unknown = sorted(set(np.unique(array).tolist()) - known)
-    if unknown:
-        raise InputError(f"label ids {unknown[:10]} are not labels of model '{card['id']}'; map them with "
-                         "label_mapping / --label-map-ids (e.g. 7=1), 0 for background")
-    return array
+    return bits.float().to(device), array.astype(np.uint8), envelope
 
 
 def _conditioning(card, vector, controlnet_cond, grid, batch, device):

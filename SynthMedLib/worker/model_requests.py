@@ -27,6 +27,7 @@ def _weights_state(card):
 def describe(card):
     """What the Model panel shows about one card."""
     from SynthMedLib.cards.registry import is_shipped
+    from SynthMedLib.pipelines.label_conditioning import body_label, preset_names
 
     state, missing = _weights_state(card)
     sizes = [spec.get("size") for spec in card.weights.values()]
@@ -39,6 +40,8 @@ def describe(card):
         "pipelines": sorted(card.pipelines), "conditioning": card.conditioning,
         "segments": ((card.get("outputs") or {}).get("labels") or {}).get("segments", []),
         "labelCondition": _label_conditioned(card),
+        # label presets (e.g. totalsegmentator) and the body-envelope id the label map should hold
+        "labelPresets": preset_names(card), "bodyLabel": body_label(card),
         "volumeCourse": bool(shipped_course_entry(card)),
     }
 

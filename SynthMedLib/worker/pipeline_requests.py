@@ -103,9 +103,16 @@ def generate(params, context):
     card = load_card(params.get("model", ""))
     model = model_for(context, card, "generate", params.get("device", "auto"))
     label_map = read_input(params, "labelCondition") if params.get("labelCondition") else None
+    label_mapping = None
+    if params.get("labelNames"):  # {value in the file: segment name}, as a segmentation exports them
+        from SynthMedLib.pipelines.label_conditioning import mapping_for_segment_names
+
+        label_mapping = mapping_for_segment_names(card, params["labelNames"], params.get("labelPreset"))
     samples = run(model, dict(params.get("conditions") or {}), count=int(params.get("samples", 1)),
                   seed=int(params.get("seed", 0)), sampler=params.get("sampler"), steps=params.get("steps"),
-                  guidance=float(params.get("guidance") or 1.0), label_map=label_map,
+                  guidance=float(params.get("guidance") or 1.0), label_map=label_map, label_mapping=label_mapping,
+                  label_preset=None if label_mapping else params.get("labelPreset"),
+                  envelope_image=read_input(params, "envelopeImage") if params.get("envelopeImage") else None,
                   batch_size=int(params.get("batchSize", 1)), tile=params.get("tile"), progress=context.progress)
     images = []
     for index, generated in enumerate(samples):
