@@ -179,9 +179,9 @@ class SynthMedTest(ScriptedLoadableModuleTest):
     def runTest(self):
         # Nothing is installed from a test (the extension factory and a fresh Slicer lack torch and
         # MONAI, and a test must not change the Python environment): say what is missing, skip.
-        from SynthMedSlicer.dependencies import missing_for_self_test
+        from SynthMedSlicer.dependencies import missing
 
-        missing = missing_for_self_test(os.path.dirname(os.path.abspath(__file__)))
+        missing = missing(os.path.dirname(os.path.abspath(__file__)))
         if missing:
             self.delayDisplay(f"SynthMedTest skipped: not installed: {', '.join(missing)}")
             logging.warning("SynthMedTest skipped: not installed: %s", ", ".join(missing))

@@ -169,5 +169,5 @@ def test_torch_needs_the_pytorch_extension_and_a_minimum_version():
     with pytest.raises(dependencies.InstallError, match="no network"):
         dependencies.ensure(MODULE, lambda text: True, failing, torch_installer=lambda req: "torch",
                             version_of={"monai": "1.0.0", "torch": "2.13.0"}.get)
-    assert dependencies.missing_for_self_test(MODULE) == []
-    assert dependencies.missing_for_self_test(MODULE, version_of={}.get)[0].startswith("torch (missing)")
+    assert dependencies.missing(MODULE) == []
+    assert dependencies.missing(MODULE, version_of={}.get)[0].startswith("torch (missing)")

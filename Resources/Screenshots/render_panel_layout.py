@@ -1,25 +1,23 @@
 """Draw the SynthMed panel layout from SynthMed/Resources/UI/SynthMed.ui into a PNG.
 
-Qt with Slicer's custom widgets (qMRMLNodeComboBox, ctkCollapsibleButton) only exists inside
-Slicer, so this draws a faithful schematic of the .ui instead: every section, label and control
-in order, with the control's kind. Run it after changing the .ui:
+This is a drawing, not a screenshot: Qt with Slicer's custom widgets (qMRMLNodeComboBox,
+ctkCollapsibleButton, the sequence seek widget) only exists inside Slicer, so it draws every
+section, label and control of the .ui in order, with the control's kind. The PNG carries the
+sha256 of the .ui and of this script it was drawn from; Testing/test_panel_drawing.py fails when
+either changed and the drawing was not redrawn:
 
     .venv/bin/python Resources/Screenshots/render_panel_layout.py
 """
 
+import hashlib
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[2]
 UI = ROOT / "SynthMed" / "Resources" / "UI" / "SynthMed.ui"
 OUT = Path(__file__).with_name("SynthMedPanel.png")
+FINGERPRINT_KEY = "SynthMed-ui-sha256"
 
 LOOK = {  # how each control class is drawn: (face colour, text shown inside)
     "QComboBox": ("#ffffff", "{} \u25be"),
@@ -27,10 +25,26 @@ LOOK = {  # how each control class is drawn: (face colour, text shown inside)
     "QSpinBox": ("#ffffff", "{} \u2195"),
     "QDoubleSpinBox": ("#ffffff", "{} \u2195"),
     "QPushButton": ("#dde6f5", "{}"),
-    "QProgressBar": ("#cfe8cf", "{}"),
+    "QCheckBox": ("#ffffff", "\u2611 {}"),
+    "QProgressBar": ("#cfe8cf", "progress: stage, step, time left"),
+    "qMRMLSequenceBrowserSeekWidget": ("#ffffff", "\u25c0\u2500\u2500\u25cf\u2500\u2500\u25b6 {}"),
     "QLabel": (None, "{}"),
     "QGroupBox": ("#f4f4f4", "{}"),
 }
+EMPTY_LABELS = {  # what a label that the code fills in will say
+    "modelInfoLabel": "title, licence, citation, size, install status",
+    "memoryLabel": "memory the chosen task needs on that device",
+    "cacheLabel": "cache folder and its size",
+    "counterfactualSummaryLabel": "registration fit (Dice), brain-mask volume",
+    "progressionSummaryLabel": "registration fit (Dice), brain-mask volume",
+    "statusLabel": "status: stage, step and time left, or what went wrong",
+}
+
+
+def fingerprint():
+    digest = hashlib.sha256(UI.read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def text_of(widget, name):
@@ -72,50 +86,68 @@ def caption(widget):
     if cls == "QGroupBox":
         return text_of(widget, "title") + ": built from the model card (age, sex, diagnosis...)"
     if cls == "QComboBox":
-        return {"modelSelector": "demo-brain (installed)", "deviceSelector": "GPU 0 / CPU"}.get(widget.get("name"), "")
+        return {"modelSelector": "demo-brain (embedded)", "deviceSelector": "Automatic / GPU / CPU"}.get(widget.get("name"), "")
+    if cls == "qMRMLSequenceBrowserSeekWidget":
+        return "the result's sequence"
     if cls == "QLabel" and not text_of(widget, "text"):
-        return {"modelInfoLabel": "title, licence, citation, size, install status",
-                "memoryLabel": "memory the chosen task needs on that device",
-                "statusLabel": "stage, step and time left"}.get(widget.get("name"), "")
+        return EMPTY_LABELS.get(widget.get("name"), "")
     return text_of(widget, "text") or widget.get("name")
 
 
-def main():
-    root = ET.parse(UI).getroot()
-    sections = [w for w in root.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+def panel_rows(ui=UI):
+    """What the drawing shows, top to bottom: ("section", title, []) and ("row", label,
+    [(widget name, class, caption)]); the status row under the sections has no section of its own."""
+    root = ET.parse(ui).getroot()
     lines = []
-    for section in sections:
-        lines.append(("section", text_of(section, "text"), None))
+    for section in (w for w in root.iter("widget") if w.get("class") == "ctkCollapsibleButton"):
+        lines.append(("section", text_of(section, "text"), []))
         for label, widget in rows_of(section.find("layout")):
-            lines.append(("row", label, controls(widget)))
-    lines.append(("section", "Progress", None))
-    lines.append(("row", "", [root.find(".//widget[@name='progressBar']")]))
-    lines.append(("row", "", [root.find(".//widget[@name='statusLabel']")]))
+            lines.append(("row", label, [(w.get("name"), w.get("class"), caption(w)) for w in controls(widget)]))
+    status = root.find(".//widget[@name='statusRow']")
+    lines.append(("rule", "", []))
+    for widget in controls(status):
+        lines.append(("row", None, [(widget.get("name"), widget.get("class"), caption(widget))]))
+    return lines
 
-    height = 0.34 * len(lines) + 0.4
+
+def main():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    lines = panel_rows()
+    height = 0.34 * len(lines) + 0.7
     fig = plt.figure(figsize=(6.2, height), dpi=110)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, 62)
     ax.set_ylim(0, height * 10)
     ax.axis("off")
     y = height * 10 - 4
+    ax.text(31, y, "Layout drawing of the SynthMed panel (from SynthMed.ui; not a screenshot)", ha="center",
+            va="center", fontsize=7, color="#666666")
+    y -= 3.4
     for kind, label, widgets in lines:
         if kind == "section":
             ax.add_patch(FancyBboxPatch((1, y - 1.4), 60, 2.8, boxstyle="round,pad=0.1", fc="#3b5b92", ec="none"))
             ax.text(2, y, "\u25be " + label, color="white", va="center", fontsize=9, weight="bold")
+        elif kind == "rule":
+            ax.plot([1, 61], [y, y], color="#888888", lw=0.6)
         else:
-            ax.text(3, y, label, va="center", fontsize=8)
-            x0 = 3 if label is None or not label else 20
+            ax.text(3, y, label or "", va="center", fontsize=8)
+            x0 = 20 if label else 3
             width = (60 - x0) / max(1, len(widgets))
-            for i, widget in enumerate(widgets):
-                face, fmt = LOOK.get(widget.get("class"), ("#ffffff", "{}"))
+            for i, (_name, cls, text) in enumerate(widgets):
+                face, fmt = LOOK.get(cls, ("#ffffff", "{}"))
                 x = x0 + i * width
                 if face:
-                    ax.add_patch(FancyBboxPatch((x, y - 1.2), width - 1, 2.4, boxstyle="round,pad=0.05", fc=face, ec="#888888", lw=0.6))
-                ax.text(x + 0.6, y, fmt.format(caption(widget)), va="center", fontsize=7.5,
-                        style="italic" if widget.get("class") in ("QLabel", "QGroupBox") else "normal")
+                    ax.add_patch(FancyBboxPatch((x, y - 1.2), width - 1, 2.4, boxstyle="round,pad=0.05", fc=face,
+                                                ec="#888888", lw=0.6))
+                ax.text(x + 0.6, y, fmt.format(text), va="center", fontsize=7.5,
+                        style="italic" if cls in ("QLabel", "QGroupBox") else "normal")
         y -= 3.4
-    fig.savefig(OUT)
+    fig.savefig(OUT, metadata={FINGERPRINT_KEY: fingerprint()})
     print(OUT)
 
 

@@ -146,8 +146,9 @@ def slicer_pip_ensure():
     return pip_ensure
 
 
-def missing_for_self_test(module_dir, version_of=installed_version):
-    """What SynthMedTest lacks to run (it skips rather than installs): [] when all is there."""
+def missing(module_dir, version_of=installed_version):
+    """What is not installed (torch first): [] when all is there. The panel uses it to start the worker
+    only when nothing needs installing; SynthMedTest to skip rather than install."""
     needed = [r.name for r, _v in unmet(read_requirements(requirements_file(module_dir)), version_of)]
     issue = torch_problem(version_of("torch"))
     return ([f"torch ({issue})"] if issue else []) + needed

@@ -65,7 +65,7 @@ class Panels:
         """Module opened: start the worker in the background if the packages are there; if not,
         wait for the first click on a task to install them (no prompt on module open)."""
         moduleDir = os.path.dirname(slicer.util.modulePath("SynthMed"))
-        if dependencies.missing_for_self_test(moduleDir):
+        if dependencies.missing(moduleDir):
             self.setStartup(panel_state.NEEDS_INSTALL)
             return
         self.beginStart()
