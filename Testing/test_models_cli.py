@@ -54,7 +54,7 @@ def test_list_info_and_verify_of_shipped_cards(capsys):
     for model_id in ("brainldm-ukb", "brlp", "maisi-ct-rflow", "demo-brain"):
         assert model_id in out
     code, out, _ = run(capsys, "models", "info", "maisi-ct-rflow")
-    assert code == 0 and "DiffusionModelUNetMaisi (180.5 M parameters)" in out and "124 segments" in out
+    assert code == 0 and "DiffusionModelUNetMaisi (180.5 M parameters)" in out and "125 segments" in out
     code, out, _ = run(capsys, "models", "info", "brlp", "--json")
     assert json.loads(out) == load_card("brlp").data
     code, out, _ = run(capsys, "models", "verify", "brlp")
