@@ -17,6 +17,9 @@ COMMANDS = (
     "counterfactual",
     "progress",
     "models",
+    "dataset",
+    "study",
+    "downstream",
 )
 
 

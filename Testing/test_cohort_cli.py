@@ -117,3 +117,13 @@ def test_demo_generates_with_the_embedded_model(tmp_path, monkeypatch):
     assert "demo-brain" in json.dumps(sidecar) and sidecar.get("synthetic", True)
     rows = _tsv(out / "volumes.tsv")
     assert len(rows) == 2 and all(float(r["ventricles_ml"]) > 0 for r in rows)
+
+
+def test_cohort_at_baseline_ages_is_cross_sectional(tmp_path):
+    from SynthMedLib.cohort import population
+
+    out = tmp_path / "cohort"
+    assert cli.main(["cohort", "--n", "2", "--seed", "9", "--ages", "baseline", "--spacing", "4",
+                     "--out", str(out)]) == 0
+    volumes = _tsv(out / "volumes.tsv")
+    assert [float(r["age"]) for r in volumes] == [s.baseline_age for s in population(2, 9)]

@@ -22,10 +22,12 @@ def _init_worker():
 
 
 def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True):
-    """Render every subject at every age into ``root``; returns [(subject, age, volumes)]."""
+    """Render every subject at every age into ``root``; returns [(subject, age, volumes)].
+    ``ages=None``: each subject once, at its own baseline age (a cross-sectional sample)."""
     from tqdm import tqdm
 
-    jobs = [(str(root), s, float(a), float(spacing)) for s in subjects for a in ages]
+    jobs = [(str(root), s, float(a), float(spacing)) for s in subjects
+            for a in (ages if ages is not None else [s.baseline_age])]
     os.makedirs(root, exist_ok=True)
     bar = tqdm(total=len(jobs), desc="render cohort", unit="scan", disable=not progress)
     rows = []

@@ -12,7 +12,8 @@ def register(subparsers):
     parser.add_argument("--n", type=int, default=4, help="number of subjects (default 4)")
     parser.add_argument("--seed", type=int, default=0,
                         help="first subject seed; subjects are seed..seed+n-1 (held-out: >= 1000000)")
-    parser.add_argument("--ages", default="60,70,80", help="comma-separated ages (default 60,70,80)")
+    parser.add_argument("--ages", default="60,70,80", help="comma-separated ages (default 60,70,80), or "
+                        "'baseline': each subject once at its own baseline age (a cross-sectional sample)")
     parser.add_argument("--spacing", type=float, default=3.0, help="voxel size in mm, 1-4 (default 3)")
     parser.add_argument("--diagnosis", default="mixed", choices=["CN", "MCI", "AD", "mixed"])
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
@@ -21,6 +22,8 @@ def register(subparsers):
 
 
 def parse_ages(text):
+    if text.strip() == "baseline":
+        return None
     try:
         ages = [float(a) for a in text.split(",") if a.strip()]
     except ValueError:
@@ -38,7 +41,8 @@ def run(args):
     from SynthMedLib.cohort.batch import render_to_folder
     from SynthMedLib.cohort.subject import check_age
 
-    ages = [check_age(a) for a in parse_ages(args.ages)]
+    ages = parse_ages(args.ages)
+    ages = None if ages is None else [check_age(a) for a in ages]
     model_grid(args.spacing)  # checks the spacing before any work starts
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
