@@ -19,7 +19,8 @@ import numpy as np
 
 from SynthMedLib.errors import InputError
 
-DEFAULT_FORMULAS = tuple(f"{volume} ~ age + sex + diagnosis + age:diagnosis"
+# Age centred at 70 so that the diagnosis and sex terms are differences at 70, not at birth.
+DEFAULT_FORMULAS = tuple(f"{volume} ~ I(age - 70) + sex + diagnosis + I(age - 70):diagnosis"
                          for volume in ("ventricles_ml", "gm_ml", "wm_ml"))
 # Reference levels a reader expects: effects are "relative to cognitively normal", "male vs female".
 # Other text columns fall back to alphabetical order (patsy's default).
