@@ -23,6 +23,7 @@ def register(subparsers):
     parser.add_argument("--image-suffix", default="T1w", help="image file suffix (default T1w)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous report in --out")
     parser.set_defaults(func=run)
 
 
@@ -37,21 +38,20 @@ def _counts(text, name):
 
 
 def run(args):
-    import json
-    from pathlib import Path
-
     import torch
 
     from SynthMedLib.evaluate import downstream
     from SynthMedLib.evaluate.downstream_report import label_names, markdown
     from SynthMedLib.evaluate.study import dataset_provenance
     from SynthMedLib.sampling.progress import Progress
+    from SynthMedLib.storage.run_folder import prepare_output_folder
 
     ks, channels = _counts(args.k, "--k"), tuple(_counts(args.channels, "--channels"))
     for value, name in ((args.m, "--m"), (args.seeds, "--seeds"), (args.steps, "--steps"),
                         (args.batch_size, "--batch-size"), (args.threads, "--threads")):
         if value < 1:
             raise InputError(f"{name} must be at least 1, not {value}")
+    folder = prepare_output_folder(args.out, args.overwrite)
     torch.set_num_threads(args.threads)
     test, reference = downstream.load_pairs(downstream.find_pairs(args.test, args.image_suffix))
     real, _ = downstream.load_pairs(downstream.find_pairs(args.real, args.image_suffix), reference)
@@ -75,9 +75,8 @@ def run(args):
         "subjects": {"real": len(real), "synthetic": len(synthetic), "test": len(test)},
         "dice": [{"setting": r.setting.name, "per_seed": {str(s): v for s, v in r.dice.items()}} for r in results],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "downstream.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "downstream.md").write_text(markdown(report))
-    print(f"report in {out}")
+    folder.write_json("downstream.json", report)
+    folder.write_text("downstream.md", markdown(report))
+    folder.commit(command="downstream")
+    print(f"report in {args.out}")
     return 0

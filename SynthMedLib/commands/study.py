@@ -20,16 +20,19 @@ def register(subparsers):
     parser.add_argument("--formula", action="append", default=None,
                         help="patsy formula, repeatable (default: " + "; ".join(DEFAULT_FORMULAS) + ")")
     parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous report in --out")
     parser.set_defaults(func=run)
 
 
 def run(args):
     from SynthMedLib.evaluate.study import DEFAULT_FORMULAS, compare, dataset_provenance, read_dataset
     from SynthMedLib.evaluate.study_report import write_report
+    from SynthMedLib.storage.run_folder import prepare_output_folder
 
     formulas = args.formula or list(DEFAULT_FORMULAS)
     if any("~" not in f for f in formulas):
         raise InputError("a --formula needs an outcome and terms, e.g. 'ventricles_ml ~ age + sex'")
+    folder = prepare_output_folder(args.out, args.overwrite)
     reference, synthetic = read_dataset(args.reference), read_dataset(args.synthetic)
     truth = read_dataset(args.truth) if args.truth else None
     rows = compare(reference, synthetic, formulas, truth)
@@ -37,7 +40,7 @@ def run(args):
                   "synthetic": dataset_provenance(args.synthetic),
                   "truth": dataset_provenance(args.truth) if args.truth else None,
                   "formulas": formulas}
-    result = write_report(rows, provenance, args.out)
+    result = write_report(rows, provenance, folder)
     counts = result["summary"]
     print(f"synthetic CI covers the reference estimate for {counts['synthetic_ci_covers_reference']}/"
           f"{counts['terms']} terms, same sign {counts['same_sign']}/{counts['terms']}; report in {args.out}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from SynthMedLib.evaluate.study import TermComparison
 
@@ -62,7 +61,10 @@ def markdown(rows: list[TermComparison], provenance: dict) -> str:
     return "\n".join(lines)
 
 
-def forest_plot(rows: list[TermComparison], path: Path) -> None:
+def forest_plot(rows: list[TermComparison]) -> bytes:
+    """The forest plot as PNG bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,15 +90,17 @@ def forest_plot(rows: list[TermComparison], path: Path) -> None:
         axis.set_title(formula.split("~")[0].strip())
         axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
+    return buffer.getvalue()
 
 
-def write_report(rows: list[TermComparison], provenance: dict, out: str | Path) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def write_report(rows: list[TermComparison], provenance: dict, folder) -> dict:
+    """study.json, study.md and forest.png into ``folder`` (a storage RunFolder), then commit."""
     result = {"summary": summary(rows), "terms": [r.as_dict() for r in rows], "provenance": provenance}
-    forest_plot(rows, out / "forest.png")
-    (out / "study.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "study.md").write_text(markdown(rows, provenance))
+    folder.write_bytes("forest.png", forest_plot(rows))
+    folder.write_json("study.json", result)
+    folder.write_text("study.md", markdown(rows, provenance))
+    folder.commit(command="study")
     return result

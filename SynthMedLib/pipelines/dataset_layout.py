@@ -6,7 +6,7 @@
     OUT/participants.tsv, volumes.tsv, dseg.tsv, dataset_description.json
     OUT/manifest.tsv                    every file with its size and sha256, written last
 
-Each file is written under a temporary name and renamed into place; a sample's sidecar is written
+Each file goes through the atomic writer (SynthMedLib.storage.atomic); a sample's sidecar is written
 after its images and holds their sha256, so a sample is finished exactly when its sidecar exists and
 the images match it. Nothing here carries a timestamp: the same request gives the same bytes.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -24,6 +22,7 @@ import SimpleITK as sitk
 from SynthMedLib import __version__
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.outputs import label_volumes, volume_columns
+from SynthMedLib.storage.atomic import write_image, write_text
 
 REQUEST_FILE = ".synthmed-dataset.json"
 MANIFEST = "manifest.tsv"
@@ -62,6 +61,9 @@ def start_or_resume(out: Path, request: dict) -> None:
         raise InputError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         check_request(out, request)
+        # A killed run can leave the atomic writer's hidden temporaries: never list them.
+        for stale in out.rglob(".*.part*"):
+            stale.unlink()
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / REQUEST_FILE, json.dumps(request, indent=1, sort_keys=True) + "\n")
@@ -163,23 +165,3 @@ def _cell(value) -> str:
     if value is None:
         return "n/a"
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def write_image(image, path: Path) -> None:
-    _atomic(path, lambda temporary: sitk.WriteImage(image, str(temporary), True), suffix=".nii.gz")
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda temporary: Path(temporary).write_text(text), suffix=".part")
-
-
-def _atomic(path: Path, write, suffix: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)

@@ -118,6 +118,10 @@ class RunFolder:
         self._clear_previous()
         return self._record(atomic.write_text(self.path / name, text))
 
+    def write_bytes(self, name, data):
+        self._clear_previous()
+        return self._record(atomic.write_bytes(self.path / name, data))
+
     def commit(self, **details):
         """The manifest, last: the run's files are complete from here on."""
         self._clear_previous()
