@@ -35,10 +35,11 @@ def run(args):
 
     from SynthMedLib.pipelines.dataset import Ranks, init_distributed, make_dataset
     from SynthMedLib.pipelines.dataset_covariates import draw, read_spec, read_table
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.model import Model
     from SynthMedLib.sampling.device import pick_device
     from SynthMedLib.sampling.progress import Progress
-    from SynthMedLib.weights.load import load_model
-    from SynthMedLib.cards import load_card
+    from SynthMedLib.sampling.samplers import check_guidance
 
     if args.threads is not None:
         if args.threads < 1:
@@ -49,6 +50,7 @@ def run(args):
     if args.covariates and args.n is not None:
         raise InputError("--n goes with --distribution; a --covariates table has one sample per row")
     card = load_card(args.model)
+    check_guidance(card, args.guidance)
     conditions = (read_table(args.covariates, card) if args.covariates
                   else draw(read_spec(args.distribution), args.n, args.seed, card))
     ranks = Ranks.from_environment()
@@ -57,7 +59,7 @@ def run(args):
         device = f"cuda:{ranks.local_rank}"
     device = pick_device(device)
     init_distributed(ranks, device)
-    model = load_model(card, pipeline="generate", device=str(device))
+    model = Model.from_card(card, device=device, needs="generate")
     result = make_dataset(model, conditions, args.out, seed=args.seed, sampler=args.sampler, steps=args.steps,
                           guidance=args.guidance, ranks=ranks,
                           progress=Progress(bar=not args.no_progress and ranks.rank == 0))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines import dataset_layout as layout
 from SynthMedLib.sampling.progress import Progress
 
@@ -45,11 +46,12 @@ def sample_seed(dataset_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(dataset_seed), SEED_STREAM, int(index)]).generate_state(1)[0] >> 1)
 
 
-def make_dataset(model, conditions: list[dict], out: str | Path, seed: int = 0, sampler=None, steps=None,
+def make_dataset(model: Model, conditions: list[dict], out: str | Path, seed: int = 0, sampler=None, steps=None,
                  guidance: float = 1.0, ranks: Ranks | None = None, progress=None) -> dict:
     """Write (or finish) the dataset; returns {"made", "skipped", "samples"} for this process."""
     from SynthMedLib.pipelines.generate import generate
 
+    model = as_model(model).load_for("generate")
     ranks = ranks or Ranks()
     out = Path(out)
     progress = Progress.wrap(progress)
@@ -67,7 +69,7 @@ def make_dataset(model, conditions: list[dict], out: str | Path, seed: int = 0, 
             skipped += 1
         else:
             sample = generate(model, conditions[index], count=1, seed=sample_seed(seed, index), sampler=sampler,
-                              steps=steps, guidance=guidance, device=_device(model))[0]
+                              steps=steps, guidance=guidance)[0]
             layout.write_sample(out, index, sample, model.card)
             made += 1
         progress.step("samples", done, len(mine))
@@ -80,10 +82,6 @@ def make_dataset(model, conditions: list[dict], out: str | Path, seed: int = 0, 
         layout.write_manifest(out)
     _barrier(ranks)
     return {"made": made, "skipped": skipped, "samples": len(mine)}
-
-
-def _device(model):
-    return next(model.networks["diffusion"].parameters()).device
 
 
 def _barrier(ranks):

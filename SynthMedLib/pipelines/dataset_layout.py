@@ -50,7 +50,7 @@ def sample_paths(out: Path, index: int, card) -> dict:
 
 def request_record(model, conditions, seed, sampler, steps, guidance) -> dict:
     return {"model": model.card["id"], "card_version": model.card["version"],
-            "weights_sha256": dict(sorted(model.weights_sha256.items())), "library_version": __version__,
+            "weights_sha256": model.digests(model.needs("generate")), "library_version": __version__,
             "seed": int(seed), "sampler": sampler, "steps": steps, "guidance": float(guidance),
             "conditions": conditions}
 
