@@ -3,7 +3,6 @@ slicer-core wheel: which tasks and buttons, the install-declined -> retry path, 
 devices with "auto", the parameter node, the model cache, the side-by-side views, and where
 results (plot series, difference maps, folders) land."""
 
-import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -175,7 +174,7 @@ def test_run_options_come_from_the_parameter_values():
     options = parameters.run_options("progression", Values(horizon=2, horizonStep=1), {**MODEL, "volumeCourse": False})
     assert options["years"] == [1.0, 2.0] and options["volumeCourse"] is False and options["draws"] == 4
     options = parameters.run_options("generate", Values(samples=3, labelCondition="seg"), MODEL)
-    assert options["samples"] == 3 and options["labelConditionNode"] is None and options["segments"] == SEGMENTS
+    assert options["samples"] == 3 and options["labelConditionNode"] is None
 
 
 def test_parameter_values_survive_a_saved_and_reloaded_scene(tmp_path):
@@ -291,23 +290,39 @@ def test_series_results_put_plot_series_under_their_folder_and_centre_difference
         "Registration to the model's template: Dice 0.60 (poor: check the result)", "Brain mask: 1234 mL"]
 
 
-def test_label_condition_segments_named_like_the_cards_take_its_ids(tmp_path):
+def test_label_condition_is_sent_as_numbered_segments_with_their_names(tmp_path):
+    """Segments drawn in separate layers share label value 1; the request numbers them 1..N and
+    sends their names, which the worker maps to the model's label ids (a TotalSegmentator preset
+    included)."""
+    from SynthMedLib.pipelines.label_conditioning import mapping_for_segment_names
+
     scene = slicer.vtkMRMLScene()
     image = oblique_lps_image(size=(10, 12, 9))
     reference = volume_node_from_image(scene, image, "reference")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
     array = np.zeros((9, 12, 10), np.uint8)
-    array[2:5, 3:7, 3:7] = 1
-    array[5:8, 3:7, 3:7] = 2
-    labels = sitk.GetImageFromArray(array)
-    labels.CopyInformation(image)
-    # drawn by a user: label values 1 and 2, named like the card's "grey matter" (id 3) and not
-    node = segmentation_node_from_labels(scene, labels, [{"id": 1, "name": "Grey Matter"}, {"id": 2, "name": "lesion"}],
-                                         "drawn", reference_volume=reference)
+    for name, rows in (("Grey Matter", slice(2, 5)), ("ventricles", slice(5, 8))):
+        one = np.zeros_like(array)
+        one[rows, 3:7, 3:7] = 1  # each segment drawn on its own: label value 1 both times
+        labels = sitk.GetImageFromArray(one)
+        labels.CopyInformation(image)
+        made = segmentation_node_from_labels(scene, labels, [{"id": 1, "name": name}], "layer", reference_volume=reference)
+        node.GetSegmentation().AddSegment(made.GetSegmentation().GetNthSegment(0))
+        array[rows, 3:7, 3:7] = len(node.GetSegmentation().GetSegmentIDs())
     logic = SceneLogic(scene, client=object())  # preparing a request never starts a worker
-    job = logic.prepareGenerate("maisi", {"age": 50}, labelConditionNode=node, segments=SEGMENTS)
+    job = logic.prepareGenerate("maisi", {"age": 50}, labelConditionNode=node, labelPreset="totalsegmentator")
     try:
         sent = sitk.GetArrayFromImage(sitk.ReadImage(job.params["labelCondition"]))
     finally:
         job.cleanup()
-    assert set(np.unique(sent[array == 1])) == {3} and set(np.unique(sent[array == 2])) == {2}
-    assert json.dumps(job.params["conditions"]) == '{"age": 50}'
+    assert np.array_equal(sent, array)
+    assert job.params["labelNames"] == {"1": "Grey Matter", "2": "ventricles"}
+    assert job.params["labelPreset"] == "totalsegmentator"
+    card = {"id": "tiny", "outputs": {"labels": {"segments": SEGMENTS}}}
+    assert mapping_for_segment_names(card, job.params["labelNames"]) == {1: 3, 2: 1}
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    empty.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+    with pytest.raises(InputError, match="has no segments"):
+        logic.prepareGenerate("maisi", {}, labelConditionNode=empty)

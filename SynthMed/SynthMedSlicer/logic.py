@@ -65,12 +65,12 @@ class SceneLogic:
     # -- scripting API (blocking) ----------------------------------------------------------------
 
     def generate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
-                 device="auto", labelConditionNode=None, onEvent=None, timeout=None, segments=()):
+                 device="auto", labelConditionNode=None, onEvent=None, timeout=None, labelPreset=None):
         """New synthetic volume (+ segmentation) nodes: ``volumes, segmentations = logic.generate(...)``.
-        ``segments``: the card's segments ({id, name}); a label condition's segment named like one
-        of them is sent with that label id."""
+        ``labelConditionNode``: a segmentation whose segments are named like the model's labels (or
+        like those of ``labelPreset``, e.g. "totalsegmentator"); the worker maps names to label ids."""
         return self.run(self.prepareGenerate(modelId, conditions, samples, seed, steps, guidance, sampler, device,
-                                             labelConditionNode, segments), onEvent, timeout)
+                                             labelConditionNode, labelPreset), onEvent, timeout)
 
     def counterfactualAging(self, inputVolumeNode, modelId, conditions, targetAges, steps=None, device="auto",
                             onEvent=None, timeout=None, volumeCourse=True):
@@ -104,7 +104,7 @@ class SceneLogic:
     # -- preparing requests ----------------------------------------------------------------------
 
     def prepareGenerate(self, modelId, conditions, samples=1, seed=0, steps=None, guidance=None, sampler=None,
-                        device="auto", labelConditionNode=None, segments=()):
+                        device="auto", labelConditionNode=None, labelPreset=None):
         samples = int(samples)
         if samples < 1:
             raise InputError("generate at least one sample")
@@ -115,7 +115,14 @@ class SceneLogic:
                 params[key] = value
         job = Job("generate", params, None, f"{modelId} synthetic", Path(tempfile.mkdtemp(prefix="synthmed-")))
         if labelConditionNode is not None:
-            params["labelCondition"] = self._write_segmentation(labelConditionNode, job.work_dir, segments)
+            try:
+                params["labelCondition"], params["labelNames"] = self._write_segmentation(labelConditionNode,
+                                                                                          job.work_dir)
+            except BaseException:
+                job.cleanup()
+                raise
+            if labelPreset:
+                params["labelPreset"] = labelPreset
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed {modelId} (synthetic)")
         return job
 
@@ -171,17 +178,20 @@ class SceneLogic:
         sitk.WriteImage(image, str(path), useCompression=True)
         return str(path)
 
-    def _write_segmentation(self, segmentation_node, work_dir, segments=()):
-        from SynthMedSlicer.segmentations import labels_from_segmentation
+    def _write_segmentation(self, segmentation_node, work_dir):
+        """The label condition's file (segments numbered 1..N) and {number: segment name}."""
+        from SynthMedSlicer.segmentations import numbered_labels_from_segmentation
 
         reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
         if reference is None:
             raise InputError(f"segmentation '{segmentation_node.GetName()}' has no reference volume; "
                              "create it on a volume (Segment Editor) first")
+        if segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+            raise InputError(f"segmentation '{segmentation_node.GetName()}' has no segments")
+        labels, names = numbered_labels_from_segmentation(segmentation_node, reference)
         path = Path(work_dir) / "label_condition.nii.gz"
-        sitk.WriteImage(labels_from_segmentation(segmentation_node, reference, segments), str(path),
-                        useCompression=True)
-        return str(path)
+        sitk.WriteImage(labels, str(path), useCompression=True)
+        return str(path), {str(number): name for number, name in names.items()}
 
     # -- asynchronous API (the widget) -----------------------------------------------------------
 

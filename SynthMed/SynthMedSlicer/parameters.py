@@ -60,8 +60,7 @@ def run_options(kind, values, model):
     if kind == "generate":
         return {"samples": int(values.samples), "seed": int(values.seed), "steps": int(values.steps),
                 "guidance": float(values.guidance), "device": values.device,
-                "labelConditionNode": values.labelCondition if model.get("labelCondition") else None,
-                "segments": model.get("segments", [])}
+                "labelConditionNode": values.labelCondition if model.get("labelCondition") else None}
     if kind == "counterfactual":
         return {"targetAges": panel_state.target_ages(values.targetAgeFrom, values.targetAgeTo, values.targetAgeStep),
                 "steps": int(values.counterfactualSteps), "device": values.device,

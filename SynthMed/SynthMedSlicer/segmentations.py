@@ -94,6 +94,26 @@ def labels_from_segmentation(segmentation_node, reference_volume, segments=()):
     return image
 
 
+def numbered_labels_from_segmentation(segmentation_node, reference_volume):
+    """The segmentation as one label map on ``reference_volume``'s grid with the segments numbered
+    1..N in their order, and {number: segment name}: what a label-conditioned request sends, so
+    the worker maps each segment to the model's label by its name (segments drawn in separate
+    layers often share label value 1, so their own values cannot be sent)."""
+    from SynthMedSlicer.volumes import image_from_volume_node
+
+    reference = image_from_volume_node(reference_volume)
+    out = np.zeros(sitk.GetArrayViewFromImage(reference).shape, dtype=np.uint16)
+    segmentation = segmentation_node.GetSegmentation()
+    names = {}
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        out[_segment_mask(segmentation_node, segment_id, reference_volume)] = index + 1
+        names[index + 1] = segmentation.GetSegment(segment_id).GetName()
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(reference)
+    return image, names
+
+
 def _segment_mask(segmentation_node, segment_id, reference_volume):
     """Boolean mask of one segment on the reference grid (slicer.util's helper needs the
     application's scene; this works in any scene)."""
