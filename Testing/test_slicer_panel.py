@@ -147,7 +147,11 @@ def test_parameter_fields_are_wrappable_and_the_ui_binds_them_with_the_same_defa
     bound = bound_widgets()
     assert len(bound) >= 15 and set(bound) <= set(fields)
     assert set(fields) - set(bound) == {"modelId", "device"}  # combo boxes of ids: wired by panels.py
+    # guiConnectors.py: which widget class the wrapper can bind to which field type
+    connects = {int: {"QSpinBox", "QSlider"}, float: {"QDoubleSpinBox", "ctkSliderWidget"}, bool: {"QCheckBox"}}
     for name, widget in bound.items():
+        kind = fields[name]
+        assert widget.get("class") in connects.get(kind, {"qMRMLNodeComboBox"}), (name, widget.get("class"))
         value = widget.find("property[@name='value']/*")
         checked = widget.find("property[@name='checked']/bool")
         if value is not None:
