@@ -27,11 +27,9 @@ from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, seeded_noise
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample, sampler_name
+from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample
+from SynthMedLib.sampling.sampler_base import sampler_class
 from SynthMedLib.spaces.model_space import ModelSpace
-
-DPM_DEFAULT_STEPS = 15  # matches DDIM-50's error (bench/sampler_benchmark.py)
-
 
 @dataclass
 class GeneratedSample:
@@ -59,8 +57,8 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
     dtype = model.precision(dtype)
     precision = autocast(run_on, dtype)
     progress = Progress.wrap(progress)
-    sampler = sampler_name(sampler or default_sampler(card))
-    steps = int(steps or (DPM_DEFAULT_STEPS if sampler == "dpm++2m" else card["scheduler"].get("default_steps", 50)))
+    sampler = sampler_class(sampler or default_sampler(card)).name
+    steps = int(steps or sampler_class(sampler).default_steps or card["scheduler"].get("default_steps", 50))
     check_sampler(card, sampler, steps)
     check_guidance(card, guidance)
     if int(count) < 1:

@@ -171,8 +171,3 @@ def _normalise(variable, value):
     norm = variable.get("normalise") or {"min": low, "max": high}
     return (value - norm["min"]) / (norm["max"] - norm["min"])
 
-
-def deterministic_sampler(card):
-    """The sampler whose exact reverse ``sampling.samplers.invert`` runs (DDIM, eta 0; Euler for
-    rectified flow)."""
-    return "euler" if card["scheduler"]["type"] == "rectified_flow" else "ddim"

@@ -56,31 +56,20 @@ def _lambda(alpha, sigma):
     return math.log(alpha) - math.log(sigma)
 
 
-def dpm_solver_2m(denoiser, x, schedule, timesteps, progress=None, stage="sampling"):
-    """Integrate from ``x`` at ``timesteps[0]`` to the clean end; one network evaluation per entry."""
-    total = len(timesteps)
-    previous_x0, previous_h = None, None
-    for i, t in enumerate(timesteps):
-        if progress is not None:
-            progress.check()
-        x0, _ = schedule.to_x0_eps(denoiser(x, t), x, t)
-        alpha, sigma = schedule.at(t)
-        alpha_next, sigma_next = schedule.at(timesteps[i + 1]) if i + 1 < total else (1.0, 0.0)
-        if sigma_next == 0.0:
-            x = x0
-            h = math.inf
-        else:
-            h = _lambda(alpha_next, sigma_next) - _lambda(alpha, sigma)
-            if previous_x0 is None or not math.isfinite(previous_h) or not math.isfinite(h):
-                direction = x0  # first step, or a step from/after pure noise: first order
-            else:
-                r = previous_h / h
-                direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
-            x = (sigma_next / sigma) * x - alpha_next * math.expm1(-h) * direction
-        previous_x0, previous_h = x0, h
-        if progress is not None:
-            progress.step(stage, i + 1, total)
-    return x
+def dpm_2m_update(x, x0, schedule, t, t_next, previous_x0=None, previous_h=None):
+    """One DPM-Solver++ 2M step from ``t`` to ``t_next`` (None: the clean end) given the network's
+    x0 at ``t`` and the previous step's (x0, h); returns (x at ``t_next``, h)."""
+    alpha, sigma = schedule.at(t)
+    alpha_next, sigma_next = schedule.at(t_next) if t_next is not None else (1.0, 0.0)
+    if sigma_next == 0.0:
+        return x0, math.inf
+    h = _lambda(alpha_next, sigma_next) - _lambda(alpha, sigma)
+    if previous_x0 is None or not math.isfinite(previous_h) or not math.isfinite(h):
+        direction = x0  # first step, or a step from/after pure noise: first order
+    else:
+        r = previous_h / h
+        direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
+    return (sigma_next / sigma) * x - alpha_next * math.expm1(-h) * direction, h
 
 
 def first_order_step(x0, eps, schedule, t_next):

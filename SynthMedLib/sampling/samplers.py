@@ -1,47 +1,184 @@
-"""Sampling loops: noise -> clean latent under a Denoiser, and the deterministic inversion back.
+"""The samplers (DPM-Solver++ 2M, DDIM and its inverse, DDPM, rectified-flow Euler) and the two
+entry points the pipelines call: ``sample`` (noise -> clean latent under a Denoiser) and
+``invert`` (clean latent -> the noise the deterministic sampler maps back to it).
 
 DDPM, DDIM and rectified-flow Euler step with MONAI's schedulers; DPM-Solver++ 2M is ours
-(dpm_solver.py). Every loop checks for cancel before each network evaluation and reports
-(stage, step, total) after it.
+(dpm_solver.py: MONAI has no high-order solver); the inversion is ours too (see DDIM). Each is a
+Sampler (sampler_base.py) run by the one loop there.
 """
 
 import torch
 
 from SynthMedLib.errors import InputError
-from SynthMedLib.sampling.dpm_solver import SPACINGS, dpm_solver_2m, first_order_step, timesteps_for
-from SynthMedLib.sampling.noise_schedule import monai_scheduler, scheduler_config
-from SynthMedLib.sampling.progress import Progress
+from SynthMedLib.sampling.dpm_solver import SPACINGS, dpm_2m_update, first_order_step, timesteps_for
+from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler, scheduler_config
+from SynthMedLib.sampling.sampler_base import (REGISTRY, Sampler, register, run, sampler_class,
+                                               sampler_name)
 
-SAMPLERS = ("dpm++2m", "ddim", "ddpm", "euler")
-# Cards name the published sampler as their training code did ("rflow" for MAISI).
-ALIASES = {"rflow": "euler", "rectified_flow": "euler", "dpm++": "dpm++2m", "dpmpp2m": "dpm++2m"}
+__all__ = ["sample", "invert", "Sampler", "register", "sampler_name", "default_sampler",
+           "deterministic_sampler", "check_sampler", "check_guidance", "REGISTRY"]
 
 
-def sampler_name(name):
-    return ALIASES.get(str(name).lower(), str(name).lower())
+def ddim_timesteps(num_train_timesteps, steps):
+    """Evenly strided timesteps starting at the noisiest one.
+
+    MONAI's DDIMScheduler.set_timesteps rounds a linspace but its step() moves by the fixed stride
+    T // steps, so the two disagree by a timestep here and there; using the stride grid keeps every
+    DDIM step on the schedule it evaluates (and makes the inversion its exact reverse)."""
+    stride = num_train_timesteps // steps
+    return [num_train_timesteps - 1 - i * stride for i in range(steps)]
+
+
+def rflow_timesteps(config, steps, latent):
+    """MONAI's RFlowScheduler timesteps (shifted by the latent's size when the card says so)."""
+    scheduler = monai_scheduler(config, "rflow")
+    scheduler.set_timesteps(steps, input_img_size_numel=int(torch.tensor(latent.shape[2:]).prod()))
+    return scheduler.timesteps.tolist()
+
+
+class FirstOrderInverse:
+    """The deterministic inversion of a first-order sampler (DDIM at eta 0; Euler for rectified
+    flow): the exact reverse of its sampling timesteps, each step's noise predicted at the less
+    noisy end (the usual approximation, exact as steps grow). Written here rather than with
+    MONAI's DDIMScheduler.reversed_step because that one has no rectified-flow counterpart and
+    steps by its own stride."""
+
+    invertible = True
+
+    def inverse_timesteps(self, x):
+        self._ascending = self.timesteps(x)[::-1]  # e.g. 3, 7, ..., 999
+        # The network sees each step's starting point: the clean latent is evaluated at the first
+        # timestep (it has no noise level of its own), then each step's end is the next's start.
+        return [self._ascending[0]] + self._ascending[:-1]
+
+    def inverse_step(self, output, i, x):
+        t_here = self._ascending[i - 1] if i > 0 else self._ascending[0]
+        x0, eps = self.schedule.to_x0_eps(output, x, t_here)
+        if i == 0:
+            x0 = x  # the clean latent is its own x0; only eps comes from the network
+        return first_order_step(x0, eps, self.schedule, self._ascending[i])
+
+
+@register
+class DPMSolver2M(Sampler):
+    """DPM-Solver++ 2M (dpm_solver.py); logSNR-uniform timesteps by default (``spacing``)."""
+
+    name = "dpm++2m"
+    aliases = ("dpm++", "dpmpp2m")
+    default_steps = 15  # matches DDIM-50's error (bench/sampler_benchmark.py)
+
+    def timesteps(self, x):
+        if self.spacing not in SPACINGS:
+            raise InputError(f"spacing must be one of {SPACINGS}, not {self.spacing!r}")
+        if self.config["type"] == "rectified_flow":
+            self._timesteps = [float(t) for t in rflow_timesteps(self.config, self.steps, x)]
+        else:
+            self._timesteps = timesteps_for(self.schedule, self.steps, self.spacing)
+        self._previous = (None, None)
+        return self._timesteps
+
+    def step(self, output, i, x):
+        t = self._timesteps[i]
+        x0, _ = self.schedule.to_x0_eps(output, x, t)
+        t_next = self._timesteps[i + 1] if i + 1 < len(self._timesteps) else None
+        x, h = dpm_2m_update(x, x0, self.schedule, t, t_next, *self._previous)
+        self._previous = (x0, h)
+        return x
+
+
+class MonaiStepper(Sampler):
+    """A sampler that steps with one of MONAI's schedulers (``monai_name``)."""
+
+    monai_name = ""
+
+    def _scheduler(self):
+        scheduler = monai_scheduler(self.config, self.monai_name)
+        scheduler.set_timesteps(self.steps)
+        self._monai = scheduler
+        return scheduler
+
+
+@register
+class DDIM(FirstOrderInverse, MonaiStepper):
+    """DDIM (``eta`` 0: deterministic and invertible; eta 1: ancestral, with ``generator``)."""
+
+    name = "ddim"
+    schedules = ("ddpm",)
+    monai_name = "ddim"
+
+    def timesteps(self, x):
+        self._scheduler()
+        self._timesteps = ddim_timesteps(self.config["num_train_timesteps"], self.steps)
+        return self._timesteps
+
+    def step(self, output, i, x):
+        t = self._timesteps[i]
+        x, _ = self._monai.step(output, int(t), x, eta=self.eta, generator=self.generator)
+        return x
+
+
+@register
+class DDPM(MonaiStepper):
+    """Ancestral DDPM over every training timestep."""
+
+    name = "ddpm"
+    schedules = ("ddpm",)
+    monai_name = "ddpm"
+
+    @classmethod
+    def check(cls, config, steps):
+        super().check(config, steps)
+        if int(steps) != config["num_train_timesteps"]:
+            # MONAI's DDPMScheduler steps the posterior t -> t-1: only right over every timestep.
+            raise InputError(f"the ddpm sampler runs every training timestep "
+                             f"({config['num_train_timesteps']} steps); for fewer steps use ddim "
+                             "with eta=1 (ancestral) or dpm++2m")
+
+    def timesteps(self, x):
+        self._timesteps = self._scheduler().timesteps.tolist()
+        return self._timesteps
+
+    def step(self, output, i, x):
+        x, _ = self._monai.step(output, int(self._timesteps[i]), x, generator=self.generator)
+        return x
+
+
+@register
+class RectifiedFlowEuler(FirstOrderInverse, MonaiStepper):
+    """Euler steps of the rectified-flow ODE (MONAI's RFlowScheduler), invertible."""
+
+    name = "euler"
+    aliases = ("rflow", "rectified_flow")
+    schedules = ("rectified_flow",)
+    monai_name = "rflow"
+
+    def timesteps(self, x):
+        scheduler = monai_scheduler(self.config, "rflow")
+        scheduler.set_timesteps(self.steps, input_img_size_numel=int(torch.tensor(x.shape[2:]).prod()))
+        self._monai = scheduler
+        self._timesteps = scheduler.timesteps.tolist()
+        return self._timesteps
+
+    def step(self, output, i, x):
+        t = self._timesteps[i]
+        next_t = self._timesteps[i + 1] if i + 1 < len(self._timesteps) else 0
+        x, _ = self._monai.step(output, t, x, next_t)
+        return x
 
 
 def default_sampler(card):
     return "euler" if scheduler_config(card)["type"] == "rectified_flow" else "dpm++2m"
 
 
+def deterministic_sampler(card):
+    """The first registered invertible sampler for the card's schedule (DDIM; Euler for rectified
+    flow): the one ``invert`` reverses and the counterfactual regenerates with."""
+    kind = scheduler_config(card)["type"]
+    return next(name for name, cls in REGISTRY.items() if cls.invertible and kind in cls.schedules)
+
+
 def check_sampler(card, sampler, steps):
-    config = scheduler_config(card)
-    sampler = sampler_name(sampler)
-    if sampler not in SAMPLERS:
-        raise InputError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
-    flow = config["type"] == "rectified_flow"
-    if sampler in ("ddim", "ddpm") and flow:
-        raise InputError(f"the {sampler} sampler needs a DDPM-type model; this model is rectified flow: "
-                         "use euler or dpm++2m")
-    if sampler == "euler" and not flow:
-        raise InputError("the euler sampler is rectified flow's; for this model use dpm++2m, ddim or ddpm")
-    if not 1 <= int(steps) <= config["num_train_timesteps"]:
-        raise InputError(f"steps must be between 1 and {config['num_train_timesteps']}, not {steps}")
-    if sampler == "ddpm" and int(steps) != config["num_train_timesteps"]:
-        # MONAI's DDPMScheduler steps the posterior t -> t-1, so it is only right over every timestep.
-        raise InputError(f"the ddpm sampler runs every training timestep ({config['num_train_timesteps']} steps); "
-                         "for fewer steps use ddim with eta=1 (ancestral) or dpm++2m")
+    sampler_class(sampler).check(scheduler_config(card), steps)
 
 
 def check_guidance(card, guidance):
@@ -61,114 +198,29 @@ def check_guidance(card, guidance):
                          f"(got {guidance:g})")
 
 
-def ddim_timesteps(num_train_timesteps, steps):
-    """Evenly strided timesteps starting at the noisiest one.
-
-    MONAI's DDIMScheduler.set_timesteps rounds a linspace but its step() moves by the fixed stride
-    T // steps, so the two disagree by a timestep here and there; using the stride grid keeps every
-    DDIM step on the schedule it evaluates (and makes invert() its exact reverse)."""
-    stride = num_train_timesteps // steps
-    return [num_train_timesteps - 1 - i * stride for i in range(steps)]
-
-
 def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing="logsnr", generator=None,
            progress=None, schedule=None):
     """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent.
 
-    ``spacing`` (dpm++2m only): logSNR-uniform by default; on the exact Gaussian-data ODE
-    (gaussian_data.py) it is ~10x more accurate at 15 steps than time-uniform, whose last step
-    jumps across most of the log-SNR range. ``eta``: DDIM noise. ``generator``: for ddpm / eta > 0."""
-    from SynthMedLib.sampling.noise_schedule import NoiseSchedule
-
-    sampler = sampler_name(sampler)
-    check_sampler(card, sampler, steps)
-    progress = Progress.wrap(progress)
+    ``sampler``: a registered name or alias. ``spacing`` (dpm++2m only): logSNR-uniform by
+    default; on the exact Gaussian-data ODE (gaussian_data.py) it is ~10x more accurate at 15 steps
+    than time-uniform, whose last step jumps across most of the log-SNR range. ``eta``: DDIM
+    noise. ``generator``: for ddpm / eta > 0. ``schedule``: the card's NoiseSchedule if at hand."""
+    cls = sampler_class(sampler)
     config = scheduler_config(card)
+    cls.check(config, steps)
     schedule = schedule or NoiseSchedule.from_card(card)
-    progress.start("sampling", steps)
-    try:
-        if sampler == "dpm++2m":
-            if spacing not in SPACINGS:
-                raise InputError(f"spacing must be one of {SPACINGS}, not {spacing!r}")
-            if config["type"] == "rectified_flow":
-                timesteps = [float(t) for t in _rflow_timesteps(config, steps, noise)]
-            else:
-                timesteps = timesteps_for(schedule, steps, spacing)
-            return dpm_solver_2m(denoiser, noise, schedule, timesteps, progress)
-        return _monai_loop(denoiser, noise, config, sampler, steps, eta, generator, progress)
-    finally:
-        progress.close()
+    runner = cls(schedule, config, steps, eta=eta, generator=generator, spacing=spacing)
+    return run(runner, denoiser, noise, progress)
 
 
-def _rflow_timesteps(config, steps, latent):
-    scheduler = monai_scheduler(config, "rflow")
-    scheduler.set_timesteps(steps, input_img_size_numel=int(torch.tensor(latent.shape[2:]).prod()))
-    return scheduler.timesteps.tolist()
-
-
-def _monai_loop(denoiser, x, config, sampler, steps, eta, generator, progress):
-    name = {"euler": "rflow"}.get(sampler, sampler)
-    scheduler = monai_scheduler(config, name)
-    if name == "rflow":
-        scheduler.set_timesteps(steps, input_img_size_numel=int(torch.tensor(x.shape[2:]).prod()))
-        timesteps = scheduler.timesteps.tolist()
-    else:
-        scheduler.set_timesteps(steps)
-        timesteps = (ddim_timesteps(config["num_train_timesteps"], steps) if name == "ddim"
-                     else scheduler.timesteps.tolist())
-    for i, t in enumerate(timesteps):
-        progress.check()
-        output = denoiser(x, t)
-        if name == "rflow":
-            next_t = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-            x, _ = scheduler.step(output, t, x, next_t)
-        elif name == "ddim":
-            x, _ = scheduler.step(output, int(t), x, eta=eta, generator=generator)
-        else:
-            x, _ = scheduler.step(output, int(t), x, generator=generator)
-        progress.step("sampling", i + 1, len(timesteps))
-    return x
-
-
-def invert(denoiser, latent, card, steps=50, progress=None, schedule=None):
-    """Deterministic DDIM inversion: the noise that ``sample(..., sampler="ddim", steps=steps)``
-    (or ``euler`` for rectified flow) under the same conditions maps back to ``latent``.
-
-    Written here rather than with MONAI's DDIMScheduler.reversed_step because that one has no
-    rectified-flow counterpart and steps by its own stride; this uses the exact reverse of the
-    sampling timesteps, with each step's noise predicted at the less noisy end (the usual
-    approximation, exact as steps grow)."""
-    from SynthMedLib.sampling.noise_schedule import NoiseSchedule
-
+def invert(denoiser, latent, card, steps=50, progress=None, schedule=None, sampler=None):
+    """The noise that ``sample(..., sampler=deterministic_sampler(card), steps=steps)`` under the
+    same conditions maps back to ``latent`` (``sampler``: another invertible one)."""
+    cls = sampler_class(sampler or deterministic_sampler(card))
+    if not cls.invertible:
+        raise InputError(f"the {cls.name} sampler cannot be inverted")
     config = scheduler_config(card)
+    cls.check(config, steps)
     schedule = schedule or NoiseSchedule.from_card(card)
-    progress = Progress.wrap(progress)
-    if config["type"] == "rectified_flow":
-        forward = [float(t) for t in _rflow_timesteps(config, steps, latent)]
-    else:
-        check_sampler(card, "ddim", steps)
-        forward = ddim_timesteps(config["num_train_timesteps"], steps)
-    ascending = forward[::-1]  # e.g. 3, 7, ..., 999
-    x = latent
-    progress.start("inversion", len(ascending))
-    try:
-        for i, t_next in enumerate(ascending):
-            progress.check()
-            t_here = ascending[i - 1] if i > 0 else t_next
-            current = -1 if i == 0 else t_here
-            x0, eps = _x0_eps_at(denoiser, schedule, x, t_here, current)
-            x = first_order_step(x0, eps, schedule, t_next)
-            progress.step("inversion", i + 1, len(ascending))
-    finally:
-        progress.close()
-    return x
-
-
-def _x0_eps_at(denoiser, schedule, x, model_t, level_t):
-    """Network prediction at timestep ``model_t`` for ``x`` lying at noise level ``level_t``."""
-    output = denoiser(x, model_t)
-    if level_t == model_t:
-        return schedule.to_x0_eps(output, x, model_t)
-    # The clean latent (level -1) has no noise: its x0 is itself, eps comes from the network.
-    _, eps = schedule.to_x0_eps(output, x, model_t)
-    return x, eps
+    return run(cls(schedule, config, steps), denoiser, latent, progress, inverse=True)
