@@ -288,10 +288,12 @@ def test_series_results_put_plot_series_under_their_folder_and_centre_difference
     assert sh.GetItemName(first.folder) == "T1 aged (synthetic)"
     assert sh.GetItemName(second.folder) == "T1 aged (synthetic) 2"  # one folder per run
     assert results.summary(write_series_result(tmp_path, 1.0)) == [
-        "Registration to the model's template: Dice 0.91 (good)"]
-    assert results.summary({"provenance": {"registration": {"dice": 0.6}},
-                            "volumes": [{"age": 70, "brain_mask_ml": 1234.4}]}) == [
-        "Registration to the model's template: Dice 0.60 (poor: check the result)", "Brain mask: 1234 mL"]
+        "Registration to the model's template: Dice 0.91"]
+    assert results.summary({"provenance": {"registration": {"dice": 0.6}, "brain_extraction": {
+        "extracted": True, "method": "deepbet", "mask_ml": 1234.4}}}) == [
+        "Registration to the model's template: Dice 0.60",
+        "Brain mask by deepbet: 1234 mL (the change is confined to it)"]
+    assert results.summary({"provenance": {"brain_extraction": {"extracted": False}}}) == []
 
 
 def test_label_condition_is_sent_as_numbered_segments_with_their_names(tmp_path):

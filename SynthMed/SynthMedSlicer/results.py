@@ -174,18 +174,10 @@ def summary(result):
     lines = []
     provenance = result.get("provenance") or {}
     dice = (provenance.get("registration") or {}).get("dice")
-    if dice is not None:
-        verdict = "good" if dice >= 0.85 else "fair" if dice >= 0.7 else "poor: check the result"
-        lines.append(f"Registration to the model's template: Dice {float(dice):.2f} ({verdict})")
-    mask_ml = provenance.get("brain_mask_ml")
-    if mask_ml is None:
-        for row in result.get("volumes") or []:
-            for key, value in row.items():
-                if "brain_mask" in key or "brainmask" in key:
-                    mask_ml = value
-                    break
-            if mask_ml is not None:
-                break
-    if mask_ml is not None:
-        lines.append(f"Brain mask: {float(mask_ml):.0f} mL")
+    if dice is not None:  # foreground overlap; the library refuses a registration below its MIN_DICE
+        lines.append(f"Registration to the model's template: Dice {float(dice):.2f}")
+    extraction = provenance.get("brain_extraction") or {}
+    if extraction.get("extracted") and extraction.get("mask_ml") is not None:
+        method = f" by {extraction['method']}" if extraction.get("method") else ""
+        lines.append(f"Brain mask{method}: {float(extraction['mask_ml']):.0f} mL (the change is confined to it)")
     return lines
