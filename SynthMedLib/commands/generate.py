@@ -23,7 +23,8 @@ def register(subparsers):
                         "euler (rectified flow)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: 15 for dpm++2m, "
                         "else the card's)")
-    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none; "
+                        "default: the model's published one, else 1)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 ancestral)")
     parser.add_argument("--batch-size", type=int, default=1, help="samples per network forward")
     parser.add_argument("--tile", default=None, help="decode in latent tiles of this size (e.g. 16 or "
@@ -71,7 +72,8 @@ def run(args):
     mapping = _id_pairs(args.label_map_ids) if args.label_map_ids else None
 
     # card-level refusals before any weights are read (or found missing)
-    check_guidance(load_card(args.model), args.guidance)
+    card = load_card(args.model)
+    check_guidance(card, card["scheduler"].get("default_guidance", 1.0) if args.guidance is None else args.guidance)
     model = Model.from_card(args.model, device=args.device, needs="generate")
     samples = generate(model, conditions, count=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,

@@ -38,13 +38,14 @@ class GeneratedSample:
     provenance: dict
 
 
-def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=1.0,
+def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps=None, guidance=None,
              eta=0.0, dtype=None, tile=None, batch_size=1, label_map=None, label_mapping=None,
              spacing=None, progress=None, label_preset=None, envelope_image=None) -> list[GeneratedSample]:
     """``count`` GeneratedSamples; sample i uses seed ``seed + i`` (so any one can be remade alone).
 
     ``model``: a ``SynthMedLib.model.Model`` (its networks for generate load now if they are not
-    yet). ``dtype``: autocast precision (default: the model's). ``tile``: latent window size for
+    yet). ``guidance``: classifier-free guidance scale (default: the card's ``default_guidance``,
+    else 1 = none). ``dtype``: autocast precision (default: the model's). ``tile``: latent window size for
     tiled decoding (None: whole). ``label_map``: a SimpleITK label image for label-conditioned
     cards; ``label_mapping``: {your id: card id}; ``label_preset``: a segmenter's ids -> the
     card's (e.g. "totalsegmentator"); ``envelope_image``: the scan the label map was segmented
@@ -60,6 +61,8 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
     sampler = sampler_class(sampler or default_sampler(card)).name
     steps = int(steps or sampler_class(sampler).default_steps or card["scheduler"].get("default_steps", 50))
     check_sampler(card, sampler, steps)
+    # the guidance the authors published with (card scheduler.default_guidance), else none
+    guidance = float(card["scheduler"].get("default_guidance", 1.0) if guidance is None else guidance)
     check_guidance(card, guidance)
     if int(count) < 1:
         raise InputError("generate at least one sample (count >= 1)")

@@ -146,13 +146,28 @@ def condition_values(card, conditions):
 def condition_vectors(card, condition_list):
     """(B, V) normalised condition vectors, checked against each variable's range/values."""
     rows = []
+    section = card_section(card, "conditioning", {})
     for conditions in condition_list:
         values = condition_values(card, conditions)
         row = []
-        for variable in card_section(card, "conditioning", {}).get("variables", []):
+        for variable in section.get("variables", []):
             row.append(_normalise(variable, values[variable["name"]]))
+        if section.get("class_codes"):
+            row = [_class_code(section["class_codes"], values)]
         rows.append(row)
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def _class_code(class_codes, values):
+    """One class label from several categorical conditions (each already checked against its
+    variable's values): ``codes[v1][v2]...``."""
+    code = class_codes["codes"]
+    for name in class_codes["variables"]:
+        if not isinstance(code, dict) or values[name] not in code:
+            chosen = ", ".join(f"{n}={values[n]}" for n in class_codes["variables"])
+            raise InputError(f"the model has no class for {chosen}")
+        code = code[values[name]]
+    return float(code)
 
 
 def _normalise(variable, value):

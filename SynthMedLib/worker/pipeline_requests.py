@@ -110,7 +110,8 @@ def generate(params, context):
         label_mapping = mapping_for_segment_names(card, params["labelNames"], params.get("labelPreset"))
     samples = run(model, dict(params.get("conditions") or {}), count=int(params.get("samples", 1)),
                   seed=int(params.get("seed", 0)), sampler=params.get("sampler"), steps=params.get("steps"),
-                  guidance=float(params.get("guidance") or 1.0), label_map=label_map, label_mapping=label_mapping,
+                  guidance=None if params.get("guidance") in (None, "") else float(params["guidance"]),
+                  label_map=label_map, label_mapping=label_mapping,
                   label_preset=None if label_mapping else params.get("labelPreset"),
                   envelope_image=read_input(params, "envelopeImage") if params.get("envelopeImage") else None,
                   batch_size=int(params.get("batchSize", 1)), tile=params.get("tile"), progress=context.progress)
