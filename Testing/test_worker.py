@@ -244,3 +244,27 @@ def test_output_from_libraries_never_corrupts_the_protocol(tmp_path):
         assert "a library talking on stdout" in worker.last_output(40)  # kept, on stderr
     finally:
         worker.close()
+
+
+def test_one_model_per_card_and_device_serves_every_pipeline(tmp_path):
+    """Switching panels (generate -> counterfactual -> progression) keeps one Model in memory and
+    reloads no network: progression only adds its ControlNet."""
+    import collections
+
+    from pipeline_fixtures import write_tiny_model
+
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.sampling.progress import Progress
+    from SynthMedLib.worker.pipeline_requests import model_for
+    from SynthMedLib.worker.server import Context
+
+    card = load_card(str(write_tiny_model(tmp_path / "tiny")))
+    context = Context(Progress(), tmp_path, collections.OrderedDict())
+    first = model_for(context, card, "generate", "cpu")
+    autoencoder = first.networks["autoencoder"]
+    assert sorted(first.networks) == ["autoencoder", "diffusion"]
+    again = model_for(context, load_card(str(tmp_path / "tiny")), "counterfactual", "cpu")
+    later = model_for(context, card, "progression", "cpu")
+    assert first is again is later and len(context.models) == 1
+    assert later.networks["autoencoder"] is autoencoder
+    assert sorted(later.networks) == ["autoencoder", "controlnet", "diffusion"]
