@@ -18,6 +18,7 @@ COMMANDS = (
     "progress",
     "models",
     "dataset",
+    "audit",
     "study",
     "downstream",
 )
