@@ -119,6 +119,9 @@ def _info(args):
         path = cache.find_weights(card, name)
         where = str(path) if path else f"missing (goes to {cache.download_target(card, name)})"
         lines.append(f"             {name}: {spec['file']} [{spec['format']}] {where}")
+        if path is None and spec.get("download_page"):
+            lines.append(f"                 download in a browser: {spec['download_page']}")
+            lines.append(f"                 then: synthmed models add {card.id} --weights FILE")
     lines.append("  pipelines  " + ", ".join(f"{p} ({'+'.join(n)})" for p, n in card.pipelines.items()))
     if card.outputs.get("labels"):
         lines.append(f"  labels     {len(card.outputs['labels']['segments'])} segments")
