@@ -136,3 +136,37 @@ def test_cli_generates_from_a_totalsegmentator_map_with_the_envelope_from_its_ct
     assert {1, 3, 37, 200} <= set(np.unique(dseg).tolist()) and 31 not in dseg   # MAISI ids, not TS's
     sidecar = json.loads((out / "tiny-maisi_seed-0_ct.json").read_text())
     assert sidecar["body_envelope"] == "from image" and sidecar["label_preset"] == "totalsegmentator"
+
+
+def test_worker_maps_segment_names_with_the_preset_and_builds_the_envelope_from_the_image(tmp_path, monkeypatch):
+    """What the Slicer panel sends: segments numbered 1..N with their names (labelNames), the
+    preset, and the volume the segmentation was made on (envelopeImage)."""
+    import collections
+
+    from SynthMedLib.sampling.progress import Progress
+    from SynthMedLib.worker.model_requests import describe
+    from SynthMedLib.worker.pipeline_requests import generate as worker_generate
+    from SynthMedLib.worker.server import Context
+
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
+    card = register_tiny_maisi(tmp_path / "maisi-source")
+    assert describe(card)["labelPresets"] == ["totalsegmentator"] and describe(card)["bodyLabel"] == 200
+    ct, labels, _, _ = phantom()
+    values = sitk.GetArrayFromImage(labels)
+    names = {5: "liver", 1: "Spleen", 31: "vertebrae_L1", 10: "lung upper lobe left", 12: "lung_upper_lobe_right",
+             96: "rib_left_5", 108: "rib_right_5"}
+    numbered = np.zeros_like(values)
+    for number, value in enumerate(sorted(names), start=1):   # the panel numbers segments 1..N
+        numbered[values == value] = number
+    exported = sitk.GetImageFromArray(numbered)
+    exported.CopyInformation(labels)
+    sitk.WriteImage(exported, str(tmp_path / "segments.nii.gz"))
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    params = {"model": "tiny-maisi", "steps": 2, "labelCondition": str(tmp_path / "segments.nii.gz"),
+              "labelNames": {str(n): names[v] for n, v in enumerate(sorted(names), start=1)},
+              "labelPreset": "totalsegmentator", "envelopeImage": str(tmp_path / "ct.nii.gz"), "device": "cpu"}
+    result = worker_generate(params, Context(Progress(), tmp_path / "out", collections.OrderedDict()))
+    label_entry = next(image for image in result["images"] if image["role"] == "labels")
+    returned = sitk.GetArrayFromImage(sitk.ReadImage(label_entry["path"]))
+    assert {1, 3, 37, 28, 30, 67, 79, 200} <= set(np.unique(returned).tolist())
+    assert label_entry["provenance"]["body_envelope"] == "from image"
