@@ -382,3 +382,19 @@ def _poll_until(logic, job, cancel_after_progress=False, stop_after_progress=Fal
                 cancelled = True
         time.sleep(0.02)
     raise AssertionError(f"job did not end within {timeout} s (state {job.state})")
+
+
+def test_dataset_is_written_to_a_folder_not_the_scene(scene, tiny_model_card, logic_factory, tmp_path):
+    logic = logic_factory(scene)
+    nodes_before = scene.GetNumberOfNodes()
+    events = []
+    spec = {"age": {"uniform": [60, 80]}, "sex": {"categorical": {"F": 1, "M": 1}}, "diagnosis": {"value": "AD"}}
+    summary = logic.syntheticDataset(tiny_model_card, tmp_path / "synthetic", 3, spec, seed=2, steps=2,
+                                     device="cpu", onEvent=events.append)
+    assert summary["made"] == 3 and summary["samples"] == 3
+    assert (tmp_path / "synthetic" / "manifest.tsv").is_file()
+    assert len((tmp_path / "synthetic" / "participants.tsv").read_text().splitlines()) == 4
+    assert any(e.get("event") == "progress" for e in events)
+    assert scene.GetNumberOfNodes() == nodes_before
+    with pytest.raises(InputError):
+        logic.prepareDataset(tiny_model_card, tmp_path / "other", 0, spec)

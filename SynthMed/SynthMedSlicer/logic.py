@@ -90,6 +90,13 @@ class SceneLogic:
         input to try counterfactual aging and progression on."""
         return self.run(self.prepareSimulatedSubject(seed, sex, diagnosis, age), onEvent, timeout)
 
+    def syntheticDataset(self, modelId, folder, n, distribution, seed=0, steps=None, guidance=None,
+                         device="auto", onEvent=None, timeout=None):
+        """A synthetic dataset written into ``folder`` (BIDS derivative, see ``synthmed dataset``), not
+        into the scene; returns the worker's summary ({folder, made, skipped, samples})."""
+        return self.run(self.prepareDataset(modelId, folder, n, distribution, seed, steps, guidance, device),
+                        onEvent, timeout)
+
     def run(self, job, onEvent=None, timeout=None):
         self.submit(job)
         try:
@@ -158,6 +165,20 @@ class SceneLogic:
         job.title = f"{baselineVolumeNode.GetName()} progression (synthetic)"
         job.build = lambda result: results.build_series(self.scene, result, job.title, baselineVolumeNode)
         return job
+
+    def prepareDataset(self, modelId, folder, n, distribution, seed=0, steps=None, guidance=None, device="auto"):
+        """``distribution``: per condition {"uniform": [a, b]}, {"categorical": {...}}, {"value": v}..."""
+        if int(n) < 1:
+            raise InputError("a dataset needs at least one sample")
+        if not folder:
+            raise InputError("choose a folder for the dataset")
+        params = {"model": modelId, "folder": str(folder), "n": int(n), "distribution": dict(distribution),
+                  "seed": int(seed), "device": device}
+        for key, value in (("steps", steps), ("guidance", guidance)):
+            if value is not None:
+                params[key] = value
+        return Job("dataset", params, lambda result: result, f"{modelId} dataset",
+                   Path(tempfile.mkdtemp(prefix="synthmed-")))
 
     def prepareSimulatedSubject(self, seed=1_000_000, sex="F", diagnosis="CN", age=70.0):
         params = {"seed": int(seed), "sex": sex, "diagnosis": diagnosis, "baselineAge": float(age),

@@ -12,7 +12,7 @@ import sys
 
 from SynthMedLib import __version__
 from SynthMedLib.errors import InputError
-from SynthMedLib.worker import model_requests, pipeline_requests
+from SynthMedLib.worker import dataset_requests, model_requests, pipeline_requests
 from SynthMedLib.worker.files import image_entry, read_input
 
 
@@ -108,6 +108,7 @@ HANDLERS = {
     "generate": pipeline_requests.generate,
     "counterfactual": pipeline_requests.counterfactual,
     "progression": pipeline_requests.progression,
+    "dataset": dataset_requests.dataset,
     "models": model_requests.models,
     "download": model_requests.download,
     "import": model_requests.import_model,
