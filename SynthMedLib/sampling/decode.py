@@ -104,7 +104,8 @@ def decode(autoencoder, latent, scale_factor=1.0, tile=None, halo=None, norm="vo
 
     spatial = tuple(z.shape[2:])
     if halo is None:
-        halo = decoder_reach(autoencoder, z.shape[1], len(spatial))
+        with context:  # MAISI's fp16 group norms only run under autocast on CUDA
+            halo = decoder_reach(autoencoder, z.shape[1], len(spatial))
     plan = tiles(spatial, _as_tuple(tile, len(spatial)), _as_tuple(halo, len(spatial)))
     order = []
     if norm == "volume":
