@@ -151,7 +151,7 @@ def case_decode(ctx, key, variants, reference=None):
         out = _attempt(ctx, rows, row, lambda: decode(nets.autoencoder, z, nets.scale_factor, tile=tile, halo=halo,
                                                       norm=norm, autocast=autocast(ctx.device, precision),
                                                       output_device="cpu"),
-                       repeats=1 if tile else None, warmup=0 if (tile and norm == "volume") else 1)
+                       repeats=1 if tile else None, warmup=0 if tile else 1)
         if out is not None:
             images[label] = out
     reference = reference or variants[0][0]
