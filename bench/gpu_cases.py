@@ -137,7 +137,8 @@ def case_decode(ctx, key, variants, reference=None):
     nets = ctx.nets(key)
     tflop = flops_decode(nets, ctx.device) / 1e12
     z = seeded_noise(nets.latent_shape, [7], ctx.device)
-    reach = decoder_reach(nets.autoencoder, nets.latent_shape[0], len(nets.latent_shape) - 1)
+    with autocast(ctx.device, ctx.precisions[-1]):  # MAISI's fp16 norms run only under autocast on CUDA
+        reach = decoder_reach(nets.autoencoder, nets.latent_shape[0], len(nets.latent_shape) - 1)
     rows, images = [], {}
     for label, precision, tile, norm, halo in variants:
         if precision not in ctx.precisions:
