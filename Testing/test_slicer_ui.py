@@ -18,7 +18,7 @@ from SynthMedSlicer import dependencies, models  # noqa: E402
 
 UI = ET.parse(MODULE / "Resources" / "UI" / "SynthMed.ui").getroot()
 WIDGETS = {w.get("name"): w for w in UI.iter("widget")}
-WIRING = [MODULE / "SynthMed.py", MODULE / "SynthMedSlicer" / "panels.py"]
+WIRING = [MODULE / "SynthMed.py", MODULE / "SynthMedSlicer" / "panels.py", MODULE / "SynthMedSlicer" / "panels_model.py"]
 
 
 def names_the_code_uses(path):
