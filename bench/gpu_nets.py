@@ -178,9 +178,11 @@ def flops_decode(nets, device_hint, batch=1):
     allocates host memory even on meta at full size)."""
     from gpu_measure import count_flops
 
+    # MAISI's fp16 group norms need autocast, which meta tensors do not get; FLOPs are the same without.
+    plain = {"norm_float16": False} if "norm_float16" in nets.card.networks["autoencoder"]["args"] else {}
     with torch.device("meta"):
         decoder = build_network(nets.card, "autoencoder", channels=nets.channels.get("autoencoder"),
-                                device=device_hint)
+                                device=device_hint, **plain)
     small = (8,) * (len(nets.latent_shape) - 1)
     z = torch.empty((batch, nets.latent_shape[0]) + small, device="meta")
     flops = count_flops(lambda: decoder.decode_stage_2_outputs(z))
