@@ -60,9 +60,8 @@ def plan(tile, half="fp16", tiny=False):
         ("maisi256 sample", 12, p(cases.case_flow_sample, key="maisi256")),
         ("maisi512 unet", 20, p(cases.case_unet, key="maisi512")),
         ("maisi512 decode", 30, p(cases.case_decode, key="maisi512", reference=f"tiled {t512} norm=volume {half}",
-                                  variants=[(f"tiled {t512} norm=tile {half}", half, t512, "tile", None), (
-            f"tiled {t512} norm=volume {half}", half, t512, "volume", None),
-            (f"whole {half}", half, None, "volume", None)])),
+                                  variants=[(f"tiled {t512} norm=tile {half}", half, t512, "tile", None), (f"whole {half}", half, None, "volume", None),
+            (f"tiled {t512} norm=volume {half}", half, t512, "volume", None)])),
         ("demo-brain unet", 8, p(cases.case_unet, key="demo-brain")),
         ("demo-brain decode", 5, p(cases.case_decode, key="demo-brain", variants=DECODE_WHOLE)),
         ("demo-brain sample", 15, p(cases.case_sample, key="demo-brain")),
