@@ -42,7 +42,7 @@ def test_timed_recipe_fits_steps_to_the_budget_and_returns_the_stages(tmp_path):
                               run_dir=str(tmp_path / "runs" / stage))
         config = json.loads(Path(written).read_text())
         config["card"] = str(card)
-        (configs / f"tiny-{stage}.json").write_text(json.dumps(config))
+        (configs / f"train-{stage}.json").write_text(json.dumps(config))
     out = tmp_path / "out"
     script("gpu_recipe").main(["--recipe", "tiny", "--configs", str(configs), "--data", str(data),
                                "--budget", "30", "--threads", "1", "--probe-steps", "4",

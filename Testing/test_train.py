@@ -14,7 +14,7 @@ from SynthMedLib.train.run import run_stage
 from train_helpers import tiny_card, tiny_config, tiny_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "SynthMedLib" / "train" / "configs"
+TRAINING = REPO / "training"
 
 
 def weights(run_dir, name):
@@ -83,10 +83,28 @@ def test_losses_fall_on_a_tiny_problem(tiny):
 
 def test_shipped_configs_load_and_name_the_demo_card():
     for stage in ("autoencoder", "diffusion", "controlnet"):
-        config = load_config(CONFIGS / f"demo-brain-{stage}.json")
+        config = load_config(TRAINING / "demo-brain" / f"train-{stage}.json")
         assert config["stage"] == stage
         assert Path(config["card"]) == REPO / "SynthMedLib" / "models" / "demo-brain" / "card.json"
         assert config["dataset"]["seed"] < 1_000_000  # training seeds never reach the held-out range
+
+
+def test_every_experiment_config_sits_beside_its_run_and_nothing_ships_one():
+    configs = sorted(TRAINING.glob("*/train-*.json"))
+    assert len(configs) >= 9
+    for path in configs:
+        config = load_config(path)
+        assert Path(config["card"]).is_file(), path
+        assert config["run_dir"] == f"training/{path.parent.name}/{config['stage']}", path
+        if config.get("init_from"):
+            assert Path(config["init_from"]).is_file(), path
+    # The installed package carries cards and weights, never an experiment's config.
+    for path in (REPO / "SynthMedLib").rglob("*.json"):
+        assert "run_dir" not in json.loads(path.read_text()), path
+    # Cards name the configs that trained them; those paths exist.
+    for card in [REPO / "SynthMedLib" / "models" / "demo-brain" / "card.json", *TRAINING.glob("*/card.json")]:
+        for source in json.loads(card.read_text()).get("source", []):
+            assert source.startswith("https://") or (REPO / source).is_file(), (card, source)
 
 
 def test_same_config_same_weights(tiny):

@@ -1,7 +1,7 @@
 """``synthmed evaluate``: measure a trained model against held-out simulated subjects and write
 the report (markdown + plots + metrics.json)."""
 
-DEFAULT_CONFIG = "SynthMedLib/train/configs/demo-brain-v2-diffusion.json"  # shipped demo-brain 2.0.0
+DEFAULT_CONFIG = "training/demo-brain-v2/train-diffusion.json"  # shipped demo-brain 2.0.0
 
 
 def register(subparsers):

@@ -13,7 +13,7 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a network of a model on the simulated cohort (or a prepared dataset)",
         description="Train one stage. The demo model: run autoencoder, then diffusion, then "
-        "controlnet with the configs in SynthMedLib/train/configs (or 'make train-demo'). "
+        "controlnet with the configs in training/<run>/train-<stage>.json (or 'make train-demo'). "
         "Interrupted runs resume from their checkpoint when the command is run again.")
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("--config", required=True, help="training config (JSON)")

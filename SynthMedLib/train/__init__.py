@@ -1,8 +1,8 @@
 """Training of the demo model's networks on the simulated cohort.
 
-    synthmed train autoencoder --config SynthMedLib/train/configs/demo-brain-autoencoder.json
-    synthmed train diffusion   --config SynthMedLib/train/configs/demo-brain-diffusion.json
-    synthmed train controlnet  --config SynthMedLib/train/configs/demo-brain-controlnet.json
+    synthmed train autoencoder --config training/demo-brain/train-autoencoder.json
+    synthmed train diffusion   --config training/demo-brain/train-diffusion.json
+    synthmed train controlnet  --config training/demo-brain/train-controlnet.json
 
 Every stage is resumable (the checkpoint holds the networks, the optimiser, the step and every
 random generator), logs its losses to a TSV file and runs under ``torchrun`` with

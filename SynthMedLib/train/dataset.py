@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-NUM_CLASSES = 5  # background + the cohort's labels 1 ventricles, 2 other CSF, 3 GM, 4 WM
-
 
 def subjects_and_ages(dataset):
     """[(subject, age)] for the dataset config: ``subjects`` cohort subjects from ``seed``,

@@ -1,7 +1,6 @@
 """Ship trained weights beside the model card: safetensors files + the card's weights entries
 (file, sha256, size) and, for the diffusion stage, the latent scale factor."""
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -9,14 +8,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from SynthMedLib.errors import WeightsError
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from SynthMedLib.weights.hashing import file_digest
 
 
 def _write_json(path, data):
@@ -36,7 +28,7 @@ def export_network(card_path, network_name, state_dict, card_updates=None, metad
     state = {k: v.detach().contiguous().float() for k, v in state_dict.items()}
     save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
     os.replace(tmp, target)
-    entry.update(sha256=sha256(target), size=target.stat().st_size, format="monai")
+    entry.update(sha256=file_digest(target), size=target.stat().st_size, format="monai")
     for section, values in (card_updates or {}).items():
         data[section].update(values)
     _write_json(card_path, data)
@@ -49,7 +41,7 @@ def load_shipped(card, network_name, module):
     path = Path(card.directory) / entry["file"]
     if not path.exists():
         raise WeightsError(f"{path} does not exist: train and export the {network_name} first")
-    if entry.get("sha256") and sha256(path) != entry["sha256"]:
+    if entry.get("sha256") and file_digest(path) != entry["sha256"]:
         raise WeightsError(f"{path} does not match the sha256 in the card (corrupted or "
                            f"overwritten); export it again")
     module.load_state_dict(load_file(str(path)))

@@ -8,7 +8,7 @@ OUT=training/demo-brain-v2/eval
 CARD=training/demo-brain-v2/card.json
 until [ -f training/demo-brain-v2/diffusion.safetensors ] && [ -f training/demo-brain-v2/diffusion/result.json ]; do sleep 20; done
 mkdir -p "$OUT"
-.venv/bin/synthmed evaluate --model "$CARD" --config SynthMedLib/train/configs/demo-brain-v2-diffusion.json \
+.venv/bin/synthmed evaluate --model "$CARD" --config training/demo-brain-v2/train-diffusion.json \
   --out "$OUT" --threads 1 --no-progress > "$OUT/evaluate.out" 2>&1
 .venv/bin/python bench/calibrate_guidance.py --model "$CARD" --scales 1,2,3 --subjects 6 --threads 1 \
   --out "$OUT" > "$OUT/calibrate.out" 2>&1

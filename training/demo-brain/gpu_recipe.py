@@ -25,7 +25,7 @@ from pathlib import Path
 from SynthMedLib.train.config import load_config
 from SynthMedLib.train.run import run_stage
 
-CONFIGS = Path(__file__).resolve().parents[2] / "SynthMedLib" / "train" / "configs"
+TRAINING = Path(__file__).resolve().parents[1]  # training/<recipe>/train-<stage>.json
 SHARES = {"autoencoder": 0.38, "diffusion": 0.42, "controlnet": 0.20}
 PROBE_STEPS = 40  # below every v3 config's warm-up, so the probe's LR does not depend on the total
 
@@ -64,7 +64,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder to copy results into")
     parser.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
     parser.add_argument("--stages", default=",".join(SHARES), help="comma-separated, in order")
-    parser.add_argument("--configs", default=str(CONFIGS), help="folder of <recipe>-<stage>.json")
+    parser.add_argument("--configs", help="folder of train-<stage>.json (default: training/<recipe>)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def main(argv=None):
     stages = args.stages.split(",")
     shares = [SHARES[stage] for stage in stages]
     for index, stage in enumerate(stages):
-        path = Path(args.configs) / f"{args.recipe}-{stage}.json"
+        path = Path(args.configs or TRAINING / args.recipe) / f"train-{stage}.json"
         config = load_config(path)
         overrides = {"dataset": {"folder": args.data}, "threads": args.threads}
         share = shares[index] / sum(shares[index:])

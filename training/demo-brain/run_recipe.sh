@@ -4,7 +4,7 @@
 # checkpoint, so running this again after an interruption continues where it stopped.
 #   training/demo-brain/run_recipe.sh            (from anywhere; uses the repository's .venv)
 #   CODE=/path/to/snapshot training/demo-brain/run_recipe.sh
-#   RECIPE=demo-brain-v2 training/demo-brain/run_recipe.sh   (the configs demo-brain-v2-<stage>.json)
+#   RECIPE=demo-brain-v2 training/demo-brain/run_recipe.sh   (the configs training/demo-brain-v2/train-<stage>.json)
 # CODE: where SynthMedLib is imported from (default: this repository). Pointing it at a
 # 'git archive' snapshot keeps a long run immune to edits in a shared working tree.
 set -euo pipefail
@@ -13,5 +13,5 @@ PY=${PY:-.venv/bin/python}
 CODE=${CODE:-$PWD}
 for stage in ${STAGES:-autoencoder diffusion controlnet}; do
   PYTHONPATH="$CODE" "$PY" -P -m SynthMedLib.cli train "$stage" \
-    --config "SynthMedLib/train/configs/${RECIPE:-demo-brain}-$stage.json"
+    --config "training/${RECIPE:-demo-brain}/train-$stage.json"
 done
