@@ -8,7 +8,7 @@ latent and image against a 250-step DDIM solution of the same ODE (relative to t
 standard deviation). Ratios are against MONAI's DDIM-50.
 
 Scenarios:
-  gaussian  the exact denoiser of Gaussian data (SynthMedLib/sampling/gaussian_data.py) on the
+  gaussian  the exact denoiser of Gaussian data (SynthMedLib.evaluate.gaussian_data.py) on the
             card's schedule and latent shape: a smooth field like a trained model's, and the ODE's
             true end point is known, so the error of DDIM-250 itself is reported too.
   random    the card's architecture with random weights (reduced widths on a CPU): honest about
@@ -34,7 +34,7 @@ from SynthMedLib.pipelines.latent_io import condition_vectors  # noqa: E402
 from SynthMedLib.sampling.decode import decode  # noqa: E402
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser  # noqa: E402
 from SynthMedLib.sampling.device import seeded_noise  # noqa: E402
-from SynthMedLib.sampling.gaussian_data import GaussianDataDenoiser, smooth_field  # noqa: E402
+from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field  # noqa: E402
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler, scheduler_config  # noqa: E402
 from SynthMedLib.sampling.samplers import sample  # noqa: E402
 

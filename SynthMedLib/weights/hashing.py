@@ -22,15 +22,7 @@ def digest(path, algorithm="sha256", progress=None):
     known = _load_index()
     if entry_key in known:
         return known[entry_key]
-    hasher = hashlib.new(algorithm)
-    done = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            hasher.update(block)
-            done += len(block)
-            if progress:
-                progress(done, stat.st_size)
-    value = hasher.hexdigest()
+    value = file_digest(path, algorithm, progress)
     known = {k: v for k, v in _load_index().items()
              if not (k.startswith(f"{path}|") and k.endswith(f"|{algorithm}"))}
     known[entry_key] = value
@@ -40,6 +32,22 @@ def digest(path, algorithm="sha256", progress=None):
 
 def sha256(path, progress=None):
     return digest(path, "sha256", progress)
+
+
+def file_digest(path, algorithm="sha256", progress=None):
+    """Hex digest of ``path`` read now, not remembered (for a file just written, e.g. exported
+    weights, whose digest goes into a card)."""
+    path = Path(path)
+    total = path.stat().st_size
+    hasher = hashlib.new(algorithm)
+    done = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+    return hasher.hexdigest()
 
 
 def _index_path():
