@@ -15,7 +15,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "counterfactual",
-    "progress",
+    "progression",
     "models",
     "dataset",
     "audit",

@@ -89,7 +89,7 @@ def test_cli_progress_writes_the_series(tmp_path, monkeypatch):
     scan = scan_on(GRIDS["ras-3mm"](), brain_source())
     sitk.WriteImage(scan, str(tmp_path / "base.nii.gz"))
     out = tmp_path / "out"
-    code = main(["progress", "--model", str(card_folder), "--baseline",
+    code = main(["progression", "--model", str(card_folder), "--baseline",
                  str(tmp_path / "base.nii.gz"), "--age", "70", "--sex", "M", "--diagnosis", "AD",
                  "--years", "1,3", "--draws", "2", "--out", str(out), "--no-progress",
                  "--threads", "1"])
@@ -161,6 +161,7 @@ def test_cli_uses_the_models_volume_course_and_no_volume_course_turns_it_off(tmp
     folder = ship_volume_course(write_tiny_model(tmp_path / "tiny"), "AD")
     scan = scan_on(GRIDS["ras-3mm"](), brain_source())
     sitk.WriteImage(scan, str(tmp_path / "base.nii.gz"))
+    # "progress": the command's first name, kept as an alias of "progression"
     common = ["progress", "--model", str(folder), "--baseline", str(tmp_path / "base.nii.gz"),
               "--age", "70", "--sex", "M", "--diagnosis", "AD", "--years", "2", "--draws", "1",
               "--no-progress", "--threads", "1"]

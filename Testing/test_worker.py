@@ -82,7 +82,23 @@ def test_worker_answers_and_survives_user_errors(client, tmp_path):
         client.run("register", {"image": str(tmp_path / "missing.nii.gz"), "model": "demo-brain"})
     with pytest.raises(errors.CardError):
         client.run("register", {"image": str(tmp_path / "missing.nii.gz"), "model": "no-such-model"})
+    with pytest.raises(errors.InputError, match="no parameter 'targetAge'"):  # typed requests, by name
+        client.run("counterfactual", {"model": "demo-brain", "image": "x.nii.gz", "targetAge": [70]})
     assert client.run("ping")["pid"] == pid  # the same process served all of them
+
+
+def test_the_simulated_subject_is_served_when_the_client_asks_for_it(client, tmp_path):
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.cohort import SEGMENTS
+
+    client.start()
+    assert "cohort" in client.info["requests"]
+    request = protocol.SimulatedSubjectRequest(seed=3, diagnosis="AD", baseline_age=70, ages=[70, 85], spacing=4.0)
+    result = client.run(request, output_dir=tmp_path)
+    assert result["segments"] == SEGMENTS == load_card("demo-brain")["outputs"]["labels"]["segments"]
+    assert [v["age"] for v in result["volumes"]] == [70, 85]
+    assert result["volumes"][1]["ventricles_ml"] > result["volumes"][0]["ventricles_ml"]  # AD at 85 vs 70
+    assert [e["role"] for e in result["images"]] == ["image", "labels", "image", "labels"]
 
 
 def test_long_request_reports_progress_and_returns_files(client, native_scan, tmp_path):

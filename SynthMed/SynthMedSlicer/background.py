@@ -10,6 +10,8 @@ Qt object is touched from the thread.
 import threading
 import traceback
 
+from SynthMedLib.worker.protocol import DevicesRequest, ModelsRequest
+
 
 class BackgroundCall:
     def __init__(self, function, *args, name="synthmed-call", **kwargs):
@@ -40,6 +42,6 @@ class BackgroundCall:
 def start_worker_and_read(client):
     """Worker start-up, catalogue and devices in one background call: (models, devices)."""
     client.start()
-    models = client.run("models").get("models", [])
-    devices = client.run("devices").get("devices", [])
+    models = client.run(ModelsRequest()).get("models", [])
+    devices = client.run(DevicesRequest()).get("devices", [])
     return models, devices

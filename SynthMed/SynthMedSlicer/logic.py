@@ -18,6 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.worker import protocol
 from SynthMedSlicer import results
 from SynthMedSlicer.volumes import image_from_volume_node
 from SynthMedSlicer.worker_client import WorkerClient, error_from_event
@@ -25,10 +26,10 @@ from SynthMedSlicer.worker_client import WorkerClient, error_from_event
 
 @dataclass
 class Job:
-    """One request: what to send, and how to turn its result into nodes."""
+    """One request: what to send (a protocol request dataclass), and how to turn its result into
+    nodes."""
 
-    kind: str
-    params: dict
+    request: protocol.Request
     build: object                      # callable(result) -> nodes
     title: str
     work_dir: Path = None
@@ -38,6 +39,10 @@ class Job:
     error: Exception = None
     state: str = "prepared"            # prepared, running, done, failed, cancelled
     events: list = field(default_factory=list)
+
+    @property
+    def kind(self):
+        return self.request.TYPE
 
     def cleanup(self):
         if self.work_dir is not None:
@@ -115,21 +120,18 @@ class SceneLogic:
         samples = int(samples)
         if samples < 1:
             raise InputError("generate at least one sample")
-        params = {"model": modelId, "conditions": dict(conditions), "samples": samples, "seed": int(seed),
-                  "device": device}
-        for key, value in (("steps", steps), ("guidance", guidance), ("sampler", sampler)):
-            if value is not None:
-                params[key] = value
-        job = Job("generate", params, None, f"{modelId} synthetic", Path(tempfile.mkdtemp(prefix="synthmed-")))
+        request = protocol.GenerateRequest(model=modelId, conditions=dict(conditions), samples=samples,
+                                           seed=int(seed), device=device, steps=steps, guidance=guidance,
+                                           sampler=sampler)
+        job = Job(request, None, f"{modelId} synthetic", Path(tempfile.mkdtemp(prefix="synthmed-")))
         if labelConditionNode is not None:
             try:
-                params["labelCondition"], params["labelNames"] = self._write_segmentation(labelConditionNode,
-                                                                                          job.work_dir)
+                request.label_condition, request.label_names = self._write_segmentation(labelConditionNode,
+                                                                                        job.work_dir)
             except BaseException:
                 job.cleanup()
                 raise
-            if labelPreset:
-                params["labelPreset"] = labelPreset
+            request.label_preset = labelPreset or None
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed {modelId} (synthetic)")
         return job
 
@@ -138,13 +140,12 @@ class SceneLogic:
         ages = sorted({float(a) for a in targetAges})
         if not ages:
             raise InputError("give at least one target age")
-        job = Job("counterfactual", {"model": modelId, "conditions": dict(conditions), "targetAges": ages,
-                                     "device": device}, None, "", Path(tempfile.mkdtemp(prefix="synthmed-")))
-        if steps is not None:
-            job.params["steps"] = int(steps)
-        if not volumeCourse:  # absent: the course the model ships, if any (as on the command line)
-            job.params["volumeCourse"] = False
-        job.params["image"] = self._write_input(inputVolumeNode, job.work_dir)
+        work_dir = Path(tempfile.mkdtemp(prefix="synthmed-"))
+        request = protocol.CounterfactualRequest(
+            model=modelId, image=self._write_input(inputVolumeNode, work_dir), target_ages=ages,
+            conditions=dict(conditions), steps=None if steps is None else int(steps), device=device,
+            volume_course=bool(volumeCourse))
+        job = Job(request, None, "", work_dir)
         job.title = f"{inputVolumeNode.GetName()} aged (synthetic)"
         job.build = lambda result: results.build_series(self.scene, result, job.title, inputVolumeNode)
         return job
@@ -154,14 +155,12 @@ class SceneLogic:
         years = sorted({float(y) for y in years})
         if not years or years[0] <= 0:
             raise InputError("give one or more follow-up times in years after baseline (> 0)")
-        job = Job("progression", {"model": modelId, "conditions": dict(conditions), "years": years,
-                                  "draws": int(draws), "device": device}, None, "",
-                  Path(tempfile.mkdtemp(prefix="synthmed-")))
-        if steps is not None:
-            job.params["steps"] = int(steps)
-        if not volumeCourse:
-            job.params["volumeCourse"] = False
-        job.params["image"] = self._write_input(baselineVolumeNode, job.work_dir)
+        work_dir = Path(tempfile.mkdtemp(prefix="synthmed-"))
+        request = protocol.ProgressionRequest(
+            model=modelId, image=self._write_input(baselineVolumeNode, work_dir), years=years,
+            conditions=dict(conditions), draws=int(draws), steps=None if steps is None else int(steps),
+            device=device, volume_course=bool(volumeCourse))
+        job = Job(request, None, "", work_dir)
         job.title = f"{baselineVolumeNode.GetName()} progression (synthetic)"
         job.build = lambda result: results.build_series(self.scene, result, job.title, baselineVolumeNode)
         return job
@@ -172,26 +171,22 @@ class SceneLogic:
             raise InputError("a dataset needs at least one sample")
         if not folder:
             raise InputError("choose a folder for the dataset")
-        params = {"model": modelId, "folder": str(folder), "n": int(n), "distribution": dict(distribution),
-                  "seed": int(seed), "device": device}
-        for key, value in (("steps", steps), ("guidance", guidance)):
-            if value is not None:
-                params[key] = value
-        return Job("dataset", params, lambda result: result, f"{modelId} dataset",
-                   Path(tempfile.mkdtemp(prefix="synthmed-")))
+        request = protocol.DatasetRequest(model=modelId, folder=str(folder), n=int(n), distribution=dict(distribution),
+                                          seed=int(seed), steps=steps, device=device,
+                                          guidance=1.0 if guidance is None else guidance)
+        return Job(request, lambda result: result, f"{modelId} dataset", Path(tempfile.mkdtemp(prefix="synthmed-")))
 
     def prepareSimulatedSubject(self, seed=1_000_000, sex="F", diagnosis="CN", age=70.0):
-        params = {"seed": int(seed), "sex": sex, "diagnosis": diagnosis, "baselineAge": float(age),
-                  "ages": [float(age)]}
-        job = Job("cohort", params, None, f"simulated subject {seed}", Path(tempfile.mkdtemp(prefix="synthmed-")))
+        request = protocol.SimulatedSubjectRequest(seed=int(seed), sex=sex, diagnosis=diagnosis,
+                                                   baseline_age=float(age), ages=[float(age)])
+        job = Job(request, None, f"simulated subject {seed}", Path(tempfile.mkdtemp(prefix="synthmed-")))
         job.build = lambda result: results.build_generated(self.scene, result, f"SynthMed simulated subject {seed}")
         return job
 
-    def prepareModelRequest(self, kind, params, title, build=None):
-        """A Model-panel request (download, import) run like the others: progress, cancel."""
-        job = Job(kind, dict(params), build or (lambda result: result), title,
-                  Path(tempfile.mkdtemp(prefix="synthmed-")))
-        return job
+    def prepareModelRequest(self, request, title, build=None):
+        """A Model-panel request (protocol.DownloadRequest, ImportRequest) run like the others:
+        progress, cancel."""
+        return Job(request, build or (lambda result: result), title, Path(tempfile.mkdtemp(prefix="synthmed-")))
 
     def _write_input(self, node, work_dir):
         image = image_from_volume_node(node)  # reads a copy; the node is not modified
@@ -221,7 +216,7 @@ class SceneLogic:
             raise InputError("SynthMed is already running; wait for it or cancel it")
         output_dir = job.work_dir / "out"
         output_dir.mkdir(parents=True, exist_ok=True)
-        job.request_id = self.client.submit(job.kind, job.params, output_dir)
+        job.request_id = self.client.submit(job.request, output_dir=output_dir)
         job.state = "running"
         self.job = job
         return job
@@ -237,15 +232,15 @@ class SceneLogic:
                 continue
             job.events.append(event)
             kind = event.get("event")
-            if kind == "result":
+            if kind == protocol.RESULT:
                 try:
                     self._finish(job, event.get("result") or {})
                 except Exception as error:  # building nodes failed: report, do not leave half of them
                     job.state, job.error = "failed", error
                 return events, job
-            if kind in ("error", "cancelled"):
-                job.state = "cancelled" if kind == "cancelled" else "failed"
-                job.error = error_from_event(event) if kind == "error" else None
+            if kind in (protocol.ERROR, protocol.CANCELLED):
+                job.state = "cancelled" if kind == protocol.CANCELLED else "failed"
+                job.error = error_from_event(event) if kind == protocol.ERROR else None
                 job.cleanup()
                 self.job = None
                 return events, job

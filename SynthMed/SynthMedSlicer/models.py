@@ -3,10 +3,12 @@ about a model, and whether a task fits the chosen device's memory."""
 
 import html
 
+from SynthMedLib.worker.protocol import ModelsRequest
+
 
 def catalogue(client):
     """[{id, title, status, sizeBytes, license, citation, conditioning, ...}] for every card."""
-    return client.run("models").get("models", [])
+    return client.run(ModelsRequest()).get("models", [])
 
 
 def format_bytes(count):

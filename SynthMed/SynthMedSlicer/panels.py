@@ -16,6 +16,7 @@ import qt
 import slicer
 
 from SynthMedLib.errors import Cancelled, SynthMedError
+from SynthMedLib.worker.protocol import ModelsRequest
 from SynthMedSlicer import dependencies, devices, model_cache, models, panel_state, parameters, results, views
 from SynthMedSlicer.background import BackgroundCall, start_worker_and_read
 from SynthMedSlicer.panels_model import ModelSection
@@ -286,7 +287,7 @@ class Panels(ModelSection):
     def show(self, job):
         nodes = job.nodes
         if job.kind in ("download", "import"):
-            self.runInBackground("catalogue", self.core.client.run, "models")
+            self.runInBackground("catalogue", self.core.client.run, ModelsRequest())
             return
         if job.kind in ("generate", "cohort"):
             if nodes.volumes:

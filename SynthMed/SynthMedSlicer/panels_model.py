@@ -11,6 +11,7 @@ import qt
 import slicer
 
 from SynthMedLib.errors import SynthMedError
+from SynthMedLib.worker.protocol import DownloadRequest, ImportRequest, MemoryRequest, ModelsRequest
 from SynthMedSlicer import devices, model_cache, models, panel_state
 
 
@@ -57,8 +58,8 @@ class ModelSection:
             self.memoryWanted = True  # asked again when the current call ends
             return
         self.memoryWanted = False
-        self.runInBackground("memory", self.core.client.run, "memory",
-                             {"model": model["id"], "pipeline": "generate", "batch": int(self.ui.samplesSpinBox.value)})
+        self.runInBackground("memory", self.core.client.run,
+                             MemoryRequest(model=model["id"], pipeline="generate", batch=int(self.ui.samplesSpinBox.value)))
 
 
     def onModelRequest(self, kind):
@@ -71,14 +72,14 @@ class ModelSection:
             return
         model = self.currentModel()
         if kind == "download":
-            params, title = {"model": model["id"]}, f"weights of {model['id']}"
+            request, title = DownloadRequest(model=model["id"]), f"weights of {model['id']}"
         else:
             folder = qt.QFileDialog.getExistingDirectory(None, "Folder with card.json + weights, or a MONAI bundle")
             if not folder:
                 return
-            params, title = {"path": folder}, f"model from {folder}"
+            request, title = ImportRequest(path=folder), f"model from {folder}"
         try:
-            self.core.submit(self.core.prepareModelRequest(kind, params, title))
+            self.core.submit(self.core.prepareModelRequest(request, title))
         except SynthMedError as error:
             self.setStatus(str(error), error=True)
             return
@@ -107,4 +108,4 @@ class ModelSection:
             return
         self.setStatus(f"Removed {models.format_bytes(freed)} of weights of {model['id']}.")
         self.updateCache()
-        self.runInBackground("catalogue", self.core.client.run, "models")
+        self.runInBackground("catalogue", self.core.client.run, ModelsRequest())

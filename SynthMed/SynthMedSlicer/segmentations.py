@@ -64,16 +64,6 @@ def segmentation_node_from_labels(scene, labels, segments, name, reference_volum
     return segmentation_node
 
 
-def label_values(segmentation_node):
-    """{segment name: label id} of a segmentation made here."""
-    segmentation = segmentation_node.GetSegmentation()
-    found = {}
-    for index in range(segmentation.GetNumberOfSegments()):
-        segment = segmentation.GetNthSegment(index)
-        found[segment.GetName()] = int(segment.GetLabelValue())
-    return found
-
-
 def labels_from_segmentation(segmentation_node, reference_volume, segments=()):
     """The segmentation as one label map (SimpleITK) on ``reference_volume``'s grid: the condition
     of a label-conditioned ControlNet. A segment named like one of the card's ``segments`` takes

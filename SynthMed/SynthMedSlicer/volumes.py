@@ -73,7 +73,3 @@ def volume_node_from_image(scene, image, name, class_name="vtkMRMLScalarVolumeNo
     slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
     node.CreateDefaultDisplayNodes()
     return node
-
-
-def read_volume_node(scene, path, name):
-    return volume_node_from_image(scene, sitk.ReadImage(str(path)), name)

@@ -20,10 +20,14 @@ import threading
 import time
 
 from SynthMedLib import errors
+from SynthMedLib.worker import protocol
 from SynthMedLib.worker.protocol import PROTOCOL_VERSION
 
 READY_TIMEOUT = 120.0  # first start imports torch; a cold disk can take a while
 CANCEL_GRACE = 5.0
+# Requests above the engine that this module offers (the simulated subject): the worker serves
+# them only when asked to, so that it never imports the cohort by itself.
+EXTRA_REQUESTS = ("SynthMedLib.cohort.worker_request",)
 
 
 class WorkerError(errors.SynthMedError):
@@ -77,6 +81,10 @@ class WorkerClient:
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
+    def command(self):
+        extra = [arg for module in EXTRA_REQUESTS for arg in ("--requests", module)]
+        return [self.python, "-m", "SynthMedLib.worker", *extra]
+
     def launch(self):
         """Start the worker process without waiting for it (the GUI thread never waits): requests
         written now wait in its input pipe, and its "ready" event is checked by poll()."""
@@ -99,7 +107,7 @@ class WorkerClient:
         # errors="replace": one undecodable byte on stderr (a library printing in the console's
         # code page) must not kill the reader thread, or the worker blocks on a full pipe.
         self.process = subprocess.Popen(
-            [self.python, "-m", "SynthMedLib.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
             **process_options())
         process = self.process
@@ -121,7 +129,7 @@ class WorkerClient:
                     if not self.alive():
                         break
                     continue
-                if event.get("event") == "ready":
+                if event.get("event") == protocol.READY:
                     problem = self._accept_ready(event)
                     if problem:
                         raise WorkerError(problem)
@@ -131,7 +139,7 @@ class WorkerClient:
             for event in held:
                 self.events.put(event)
         self.kill()
-        raise WorkerError(f"the SynthMed worker did not start ({self.python} -m SynthMedLib.worker): "
+        raise WorkerError(f"the SynthMed worker did not start ({' '.join(self.command())}): "
                           f"{self.last_output() or 'no output'}")
 
     def _accept_ready(self, event):
@@ -158,7 +166,7 @@ class WorkerClient:
         with self._lock:
             request_id, self.current_id = self.current_id, None
         if request_id is not None and process is self.process:
-            self.events.put({"event": "error", "id": request_id, "kind": "WorkerDied", "userError": False,
+            self.events.put({"event": protocol.ERROR, "id": request_id, "kind": "WorkerDied", "userError": False,
                              "message": self._death_message(process), "traceback": self.last_output(40, "\n")})
 
     def _read_stderr(self, process):
@@ -201,7 +209,7 @@ class WorkerClient:
             return
         if process.poll() is None:
             try:
-                process.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
+                process.stdin.write(json.dumps({"type": protocol.SHUTDOWN}) + "\n")
                 process.stdin.flush()
                 process.stdin.close()
                 process.wait(timeout=3)
@@ -216,7 +224,10 @@ class WorkerClient:
         return self.current_id is not None
 
     def submit(self, kind, params=None, output_dir=None):
-        """Send a request (starting a fresh worker if there is none); returns its id."""
+        """Send a request (starting a fresh worker if there is none); returns its id. ``kind``: a
+        protocol request dataclass (``params`` then unused), or its type name with its params."""
+        if isinstance(kind, protocol.Request):
+            kind, params = kind.TYPE, kind.to_params()
         if self.busy():
             raise errors.SynthMedError("SynthMed is already running a request; wait for it or cancel it")
         self.launch()
@@ -243,7 +254,7 @@ class WorkerClient:
             return
         self.cancel_deadline = (request_id, time.monotonic() + grace)
         try:
-            self.process.stdin.write(json.dumps({"type": "cancel", "id": request_id}) + "\n")
+            self.process.stdin.write(json.dumps({"type": protocol.CANCEL, "id": request_id}) + "\n")
             self.process.stdin.flush()
         except (OSError, ValueError):
             pass
@@ -266,19 +277,19 @@ class WorkerClient:
             if still_running:
                 # A request that ignores cancel (stuck in one long library call): end the process.
                 self.kill()
-                out.append({"event": "cancelled", "id": request_id, "killed": True})
+                out.append({"event": protocol.CANCELLED, "id": request_id, "killed": True})
         return out
 
     def _track(self, event):
-        if event.get("event") == "ready":
+        if event.get("event") == protocol.READY:
             problem = self._accept_ready(event)
             if problem and self.current_id is not None:
                 with self._lock:
                     request_id, self.current_id = self.current_id, None
-                return {"event": "error", "id": request_id, "kind": "WorkerError", "userError": False,
+                return {"event": protocol.ERROR, "id": request_id, "kind": "WorkerError", "userError": False,
                         "message": problem}
             return event
-        if event.get("event") in ("result", "error", "cancelled") and event.get("id") == self.current_id:
+        if event.get("event") in protocol.ENDED and event.get("id") == self.current_id:
             with self._lock:
                 self.current_id = None
             if self.cancel_deadline and self.cancel_deadline[0] == event.get("id"):
@@ -295,11 +306,11 @@ class WorkerClient:
                 if on_event is not None:
                     on_event(event)
                 kind = event.get("event")
-                if kind == "result":
+                if kind == protocol.RESULT:
                     return event.get("result") or {}
-                if kind == "cancelled":
+                if kind == protocol.CANCELLED:
                     raise errors.Cancelled("cancelled by the user")
-                if kind == "error":
+                if kind == protocol.ERROR:
                     raise error_from_event(event)
             if deadline is not None and time.monotonic() > deadline:
                 self.cancel(request_id, grace=0)

@@ -12,7 +12,7 @@ README.md "The simulated cohort" and DESIGN.md.
 from SynthMedLib.cohort.grid import model_grid
 from SynthMedLib.cohort.renderer import Rendering, render
 from SynthMedLib.cohort.subject import HELD_OUT_SEED, Subject, population, subject_from_seed
-from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS, measure_volumes
+from SynthMedLib.cohort.tissues import LABELS, SEGMENTS, VOLUME_KEYS, measure_volumes
 
 # Changes whenever the same (subject, age, grid) renders differently: put it in the key of any
 # cache of rendered subjects.
@@ -30,6 +30,6 @@ def warm_up():
 
 
 __all__ = [
-    "HELD_OUT_SEED", "LABELS", "MODEL_VERSION", "VOLUME_KEYS", "Rendering", "Subject",
+    "HELD_OUT_SEED", "LABELS", "MODEL_VERSION", "SEGMENTS", "VOLUME_KEYS", "Rendering", "Subject",
     "measure_volumes", "model_grid", "population", "render", "subject_from_seed", "warm_up",
 ]

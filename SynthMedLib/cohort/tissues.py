@@ -11,6 +11,14 @@ import SimpleITK as sitk
 from SynthMedLib.cohort.template import load_template
 
 LABELS = {1: "ventricles", 2: "csf", 3: "gm", 4: "wm"}
+# The same labels named and coloured for display (Slicer segments; the demo-brain card, trained on
+# this cohort, lists the same ones as its outputs).
+SEGMENTS = [
+    {"id": 1, "name": "ventricles", "color": [120, 200, 255]},
+    {"id": 2, "name": "other CSF", "color": [40, 90, 200]},
+    {"id": 3, "name": "grey matter", "color": [230, 150, 80]},
+    {"id": 4, "name": "white matter", "color": [245, 245, 230]},
+]
 VOLUME_KEYS = tuple(f"{name}_ml" for name in LABELS.values())
 _FRACTION_ORDER = ("background", "ventricles", "csf", "gm", "wm")  # index = label value
 

@@ -1,11 +1,12 @@
-"""``synthmed progress``: predicted follow-up scans of a baseline scan (disease progression)."""
+"""``synthmed progression``: predicted follow-up scans of a baseline scan (disease progression).
+``synthmed progress``, its first name, still works."""
 
 from SynthMedLib.commands import scan_options
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "progress", help="predicted follow-up scans of a baseline scan",
+        "progression", aliases=["progress"], help="predicted follow-up scans of a baseline scan",
         description="BrLP-style disease progression: the ControlNet sees the baseline latent and "
         "the time gap, the diffusion model the follow-up covariates; several noise draws are "
         "averaged. Writes, per follow-up, an image, a label map, a difference map (follow-up - "

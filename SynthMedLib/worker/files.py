@@ -22,15 +22,10 @@ def image_entry(context, image, name, role, index=None, provenance=None, labels=
             "provenance": provenance or {}}
 
 
-def read_input(params, key="image"):
+def read_input(path):
     """The input image a request names."""
     from SynthMedLib.storage.reading import read_image
 
-    path = params.get(key)
-    if not path:
-        raise InputError(f"the request has no '{key}' file")
-    if not isinstance(path, str):
-        raise InputError(f"'{key}' must be a file path (a string), not {type(path).__name__}")
     if not os.path.isfile(path):
         raise InputError(f"input file {path} does not exist")
     return read_image(path)

@@ -6,10 +6,8 @@ They run in the worker, like inference, so the panel stays responsive during a m
 download and Slicer's own Python needs none of the libraries.
 """
 
-from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.volume_course import shipped_course_entry
-
-PIPELINES = ("generate", "counterfactual", "progression")
+from SynthMedLib.worker import protocol
 
 
 def _weights_state(card):
@@ -52,7 +50,7 @@ def _label_conditioned(card):
     return "label" in str(controlnet.get("input", "")).lower() or "segmentation" in str(controlnet.get("input", ""))
 
 
-def models(params, context):
+def models(request: protocol.ModelsRequest, context) -> dict:
     from SynthMedLib.cards import list_cards
 
     problems = []
@@ -61,12 +59,12 @@ def models(params, context):
             "problems": [{"id": model_id, "message": message} for model_id, message in problems]}
 
 
-def download(params, context):
+def download(request: protocol.DownloadRequest, context) -> dict:
     """Fetch a model's missing weights into the shared cache, with byte progress."""
     from SynthMedLib.cards import load_card
     from SynthMedLib.weights.fetch import fetch_model
 
-    card = load_card(params.get("model", ""))
+    card = load_card(request.model)
     progress = context.progress
     sizes = {}
 
@@ -75,29 +73,22 @@ def download(params, context):
         # bytes are reported in kB so that the numbers stay within what the client shows as ints
         progress.report(f"downloading {name}", int(done // 1024), int((total or done or 1) // 1024))
 
-    rows = fetch_model(card, pipeline=params.get("pipeline"), progress=report, cancel=progress.cancelled,
+    rows = fetch_model(card, pipeline=request.pipeline, progress=report, cancel=progress.cancelled,
                        show_bar=False)
     return {"model": describe(load_card(card.id)),
             "files": [{"name": name, "path": str(path), "status": status} for name, path, status in rows]}
 
 
-def import_model(params, context):
+def import_model(request: protocol.ImportRequest, context) -> dict:
     from SynthMedLib.cards.add import add_model
 
-    path = params.get("path")
-    if not path:
-        raise InputError("choose a folder with a card.json and its weights, or a MONAI bundle folder")
-    card, copied = add_model(path, model_id=params.get("id") or None, force=bool(params.get("force")))
+    card, copied = add_model(request.path, model_id=request.model_id, force=request.force)
     return {"model": describe(card), "copied": copied}
 
 
-def memory(params, context):
+def memory(request: protocol.MemoryRequest, context) -> dict:
     """An estimate of the memory a task needs (bytes), to show before running it."""
     from SynthMedLib.cards import load_card
     from SynthMedLib.worker.memory_estimate import estimate_bytes
 
-    card = load_card(params.get("model", ""))
-    pipeline = params.get("pipeline", "generate")
-    if pipeline not in PIPELINES:
-        raise InputError(f"pipeline must be one of {PIPELINES}")
-    return estimate_bytes(card, pipeline, batch=int(params.get("batch", 1)))
+    return estimate_bytes(load_card(request.model), request.pipeline, batch=request.batch)

@@ -1,13 +1,13 @@
 """Worker requests that run the library's pipelines (generate, counterfactual, progression).
 
-Each one: params -> card, its Model (one per card and device, kept across requests), input image -> the pipeline with
-the request's progress/cancel -> NIfTI files + a JSON description the Slicer module turns into
-nodes. The pipelines themselves live in SynthMedLib.pipelines; nothing here does model maths.
+Each one: the request (protocol.py) -> card, its Model (one per card and device, kept across
+requests), input image -> the pipeline with the request's progress/cancel -> NIfTI files + a JSON
+description the Slicer module turns into nodes. The pipelines themselves live in SynthMedLib.pipelines; nothing here does model maths.
 """
 
 import json
 
-from SynthMedLib.errors import InputError
+from SynthMedLib.worker import protocol
 from SynthMedLib.worker.files import image_entry, read_input
 
 
@@ -26,16 +26,6 @@ def model_for(context, card, pipeline, device="auto"):
 
 def segments_of(card):
     return ((card.get("outputs") or {}).get("labels") or {}).get("segments", [])
-
-
-def _numbers(values, what):
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be numbers, not {values!r}") from None
-    if not out:
-        raise InputError(f"give at least one value for {what}")
-    return out
 
 
 def series_result(context, series, card, index_name, index_values):
@@ -59,62 +49,59 @@ def series_result(context, series, card, index_name, index_values):
             "timings": {k: round(float(v), 3) for k, v in series.timings.items()}}
 
 
-def _volume_course(params):
-    """A request's ``volumeCourse``: a course file, false/null for the model alone, absent for the
-    course the model ships (as on the command line)."""
+def _volume_course(request):
+    """A request's volume course: True for the course the model ships (as on the command line),
+    False for the model alone, or a course file."""
     from SynthMedLib.pipelines.volume_course import chosen_volume_course
 
-    value = params.get("volumeCourse")
-    return chosen_volume_course(value or None, off="volumeCourse" in params and not value)
+    choice = request.volume_course
+    return chosen_volume_course(choice if isinstance(choice, str) else None, off=choice is False)
 
 
-def counterfactual(params, context):
+def counterfactual(request: protocol.CounterfactualRequest, context) -> dict:
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.counterfactual import counterfactual as run
 
-    card = load_card(params.get("model", ""))
-    image = read_input(params)
-    ages = _numbers(params.get("targetAges", []), "target ages")
-    model = model_for(context, card, "counterfactual", params.get("device", "auto"))
-    series = run(model, image, dict(params.get("conditions") or {}), [{"age": age} for age in ages],
-                 steps=params.get("steps"), volume_course=_volume_course(params),
-                 progress=context.progress)
+    card = load_card(request.model)
+    image = read_input(request.image)
+    ages = request.target_ages
+    model = model_for(context, card, "counterfactual", request.device)
+    series = run(model, image, dict(request.conditions), [{"age": age} for age in ages],
+                 steps=request.steps, volume_course=_volume_course(request), progress=context.progress)
     return series_result(context, series, card, "age", ages)
 
 
-def progression(params, context):
+def progression(request: protocol.ProgressionRequest, context) -> dict:
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.progression import progression as run
 
-    card = load_card(params.get("model", ""))
-    image = read_input(params)
-    years = _numbers(params.get("years", []), "follow-up years")
-    model = model_for(context, card, "progression", params.get("device", "auto"))
-    series = run(model, image, dict(params.get("conditions") or {}), years, draws=params.get("draws"),
-                 steps=params.get("steps"), seed=int(params.get("seed", 0)),
-                 volume_course=_volume_course(params), progress=context.progress)
+    card = load_card(request.model)
+    image = read_input(request.image)
+    years = request.years
+    model = model_for(context, card, "progression", request.device)
+    series = run(model, image, dict(request.conditions), years, draws=request.draws, steps=request.steps,
+                 seed=request.seed, volume_course=_volume_course(request), progress=context.progress)
     return series_result(context, series, card, "years", years)
 
 
-def generate(params, context):
+def generate(request: protocol.GenerateRequest, context) -> dict:
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.generate import generate as run
 
-    card = load_card(params.get("model", ""))
-    model = model_for(context, card, "generate", params.get("device", "auto"))
-    label_map = read_input(params, "labelCondition") if params.get("labelCondition") else None
+    card = load_card(request.model)
+    model = model_for(context, card, "generate", request.device)
+    label_map = read_input(request.label_condition) if request.label_condition else None
     label_mapping = None
-    if params.get("labelNames"):  # {value in the file: segment name}, as a segmentation exports them
+    if request.label_names:  # {value in the file: segment name}, as a segmentation exports them
         from SynthMedLib.pipelines.label_conditioning import mapping_for_segment_names
 
-        label_mapping = mapping_for_segment_names(card, params["labelNames"], params.get("labelPreset"))
-    samples = run(model, dict(params.get("conditions") or {}), count=int(params.get("samples", 1)),
-                  seed=int(params.get("seed", 0)), sampler=params.get("sampler"), steps=params.get("steps"),
-                  guidance=None if params.get("guidance") in (None, "") else float(params["guidance"]),
+        label_mapping = mapping_for_segment_names(card, request.label_names, request.label_preset)
+    envelope = read_input(request.envelope_image) if request.envelope_image else None
+    samples = run(model, dict(request.conditions), count=request.samples, seed=request.seed,
+                  sampler=request.sampler, steps=request.steps, guidance=request.guidance,
                   label_map=label_map, label_mapping=label_mapping,
-                  label_preset=None if label_mapping else params.get("labelPreset"),
-                  envelope_image=read_input(params, "envelopeImage") if params.get("envelopeImage") else None,
-                  batch_size=int(params.get("batchSize", 1)), tile=params.get("tile"), progress=context.progress)
+                  label_preset=None if label_mapping else request.label_preset, envelope_image=envelope,
+                  batch_size=request.batch_size, tile=request.tile, progress=context.progress)
     images = []
     for index, generated in enumerate(samples):
         provenance = json.loads(json.dumps(generated.provenance, default=str))

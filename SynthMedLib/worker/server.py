@@ -4,7 +4,9 @@ event, which the pipelines check before every network evaluation), so it never w
 request it cancels.
 """
 
+import argparse
 import collections
+import importlib
 import os
 import queue
 import signal
@@ -152,7 +154,7 @@ class Worker:
         context = Context(Progress(callback=report, cancel=cancel), output_dir, self.models)
         try:
             context.progress.check()
-            result = handler(message.get("params") or {}, context)
+            result = handler(protocol.parse(message.get("type"), message.get("params")), context)
             self.send({"event": protocol.RESULT, "id": request_id, "result": result})
         except Cancelled:
             self.send({"event": protocol.CANCELLED, "id": request_id})
@@ -177,7 +179,23 @@ class Worker:
                 self.current_id, self.current_cancel = None, None
 
 
+def handler_table(modules=()):
+    """HANDLERS plus the ``REQUESTS`` table of each module named in ``modules``: features above the
+    engine (the simulated cohort) that the worker must not import by itself."""
+    table = dict(HANDLERS)
+    for name in modules:
+        table.update(importlib.import_module(name).REQUESTS)
+    return table
+
+
 def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m SynthMedLib.worker",
+                                     description="Serve requests on stdin/stdout until stdin closes.")
+    parser.add_argument("--requests", action="append", default=[], metavar="MODULE",
+                        help="also serve the REQUESTS table of this module (repeatable), e.g. "
+                             "SynthMedLib.cohort.worker_request")
+    args = parser.parse_args(argv)
+    handlers = handler_table(args.requests)
     # The protocol owns the real stdout. Everything else that writes to fd 1 (print, tqdm, a C
     # library) goes to stderr instead, so it can never corrupt a JSON line.
     protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
@@ -191,7 +209,7 @@ def main(argv=None):
 
         torch.set_num_threads(int(threads))
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
-    worker = Worker(sys.stdin, protocol_out)
+    worker = Worker(sys.stdin, protocol_out, handlers)
     # SIGINT cancels the running request instead of killing the worker (models stay loaded).
     signal.signal(signal.SIGINT, lambda signum, frame: worker.cancel(None))
     return worker.run()
