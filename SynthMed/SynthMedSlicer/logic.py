@@ -44,6 +44,11 @@ class Job:
     def kind(self):
         return self.request.TYPE
 
+    @property
+    def params(self):
+        """What goes on the wire (the request's camelCase params)."""
+        return self.request.to_params()
+
     def cleanup(self):
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
