@@ -90,6 +90,14 @@ def test_install_declined_then_retried_from_the_same_buttons():
     assert "try again" in panel_state.startup_message(panel_state.FAILED, "no worker.")
 
 
+def test_segment_name_presets_are_offered_for_label_conditioned_models_only():
+    assert panel_state.label_preset_choices(MODEL) == []
+    maisi = {**MODEL, "labelCondition": True, "labelPresets": ["totalsegmentator"]}
+    assert panel_state.label_preset_choices(maisi) == [("the model's label names", ""),
+                                                       ("TotalSegmentator names", "totalsegmentator")]
+    assert panel_state.label_preset_choices({**maisi, "labelPresets": []}) == [("the model's label names", "")]
+
+
 def test_target_ages_and_follow_up_years():
     assert panel_state.target_ages(60, 90, 10) == [60.0, 70.0, 80.0, 90.0]
     assert panel_state.target_ages(65, 70, 2.5) == [65.0, 67.5, 70.0]

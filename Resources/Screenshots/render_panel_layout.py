@@ -86,7 +86,8 @@ def caption(widget):
     if cls == "QGroupBox":
         return text_of(widget, "title") + ": built from the model card (age, sex, diagnosis...)"
     if cls == "QComboBox":
-        return {"modelSelector": "demo-brain (embedded)", "deviceSelector": "Automatic / GPU / CPU"}.get(widget.get("name"), "")
+        return {"modelSelector": "demo-brain (embedded)", "deviceSelector": "Automatic / GPU / CPU",
+                "labelPresetSelector": "the model's label names / TotalSegmentator names"}.get(widget.get("name"), "")
     if cls == "qMRMLSequenceBrowserSeekWidget":
         return "the result's sequence"
     if cls == "QLabel" and not text_of(widget, "text"):

@@ -125,6 +125,16 @@ def follow_up_years(horizon, every):
     return _inclusive_range(every, horizon, every, "follow-up years")
 
 
+def label_preset_choices(model):
+    """[(text, preset)] for the "Segment names" selector of a label-conditioned model: the model's
+    own label names first (preset ""), then each segmenter preset its card ships."""
+    if not (model and model.get("labelCondition")):
+        return []
+    presets = [(f"{name} names" if name.lower() != "totalsegmentator" else "TotalSegmentator names", name)
+               for name in model.get("labelPresets") or []]
+    return [("the model's label names", "")] + presets
+
+
 def memory_pipeline(kind):
     """The pipeline whose memory the panel estimates for a section (generate for the Model panel)."""
     return kind if kind in TASKS else "generate"

@@ -138,8 +138,14 @@ class Panels(ModelSection):
         for boxName in CONDITION_BOXES.values():
             self.buildConditions(boxName, model)
         labelled = bool(model and model.get("labelCondition"))
-        self.ui.labelConditionSelector.setVisible(labelled)
-        self.ui.labelConditionSelectorLabel.setVisible(labelled)
+        presets = panel_state.label_preset_choices(model)
+        self.ui.labelPresetSelector.clear()
+        for text, preset in presets:
+            self.ui.labelPresetSelector.addItem(text, preset)
+        for widget in (self.ui.labelConditionSelector, self.ui.labelConditionSelectorLabel):
+            widget.setVisible(labelled)
+        for widget in (self.ui.labelPresetSelector, self.ui.labelPresetSelectorLabel):
+            widget.setVisible(len(presets) > 1)
         for checkBox in (self.ui.counterfactualVolumeCourseCheckBox, self.ui.progressionVolumeCourseCheckBox):
             checkBox.setVisible(bool(model and model.get("volumeCourse")))
         self.updateCache()
@@ -212,6 +218,8 @@ class Panels(ModelSection):
         try:
             models.check_conditions(model, conditions)
             options = parameters.run_options(kind, self.parameterNode(), model)
+            if kind == "generate" and options.get("labelConditionNode") is not None:
+                options["labelPreset"] = self.ui.labelPresetSelector.currentData or None
             job = self.prepare(kind, model, conditions, options)
             self.core.submit(job)
         except SynthMedError as error:
