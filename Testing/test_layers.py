@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold: the engine and the worker (SynthMedLib/pipelines, sampling, spaces,
+"""The layers of docs/DESIGN.md hold: the engine and the worker (SynthMedLib/pipelines, sampling, spaces,
 weights, worker) never import the simulated cohort, the evaluation code, the benchmarks or the
 tests, and SynthMedLib never imports Slicer. Read from the source (every import statement, also
 those inside functions), so an import added on a rarely run path is caught too."""

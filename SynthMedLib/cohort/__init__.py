@@ -2,7 +2,7 @@
 
 Each subject is a seeded smooth diffeomorphism of the MNI152 template shipped in nilearn, scaled by
 sex and head size, with its own contrast, bias field and noise, aged by a known atrophy model. See
-README.md "The simulated cohort" and DESIGN.md.
+README.md "The simulated cohort" and docs/DESIGN.md.
 
     from SynthMedLib.cohort import Subject, render, model_grid, population
     rendering = render(Subject(7, "F", "AD", 72.0), age=80, spacing=3.0)
