@@ -1,6 +1,6 @@
 """Shared by score_counterfactual.py and score_progression.py: held-out cohort cases rendered on a
 native grid unlike the model space, the model (installed, an early checkpoint, or random), and
-the metrics of issue 5 against the cohort's ground truth."""
+the README's counterfactual/progression metrics against the cohort's ground truth."""
 
 import argparse
 import math

@@ -1,4 +1,4 @@
-"""Score counterfactual aging against the simulated cohort's ground truth (issue 5).
+"""Score counterfactual aging against the simulated cohort's ground truth.
 
     .venv/bin/python bench/score_counterfactual.py [--model demo-brain] [--subjects 6]
         [--weights-dir training/demo-brain/diffusion/checkpoint ...] [--random-weights]

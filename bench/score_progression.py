@@ -1,4 +1,4 @@
-"""Score disease progression against the simulated cohort's true follow-ups (issue 5).
+"""Score disease progression against the simulated cohort's true follow-ups.
 
     .venv/bin/python bench/score_progression.py [--model demo-brain] [--subjects 6]
         [--volume-course course.json | --fit-volume-course 4] [--draws 4]

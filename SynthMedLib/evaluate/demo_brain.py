@@ -34,7 +34,7 @@ def reconstruction_psnr(autoencoder, images, labels, reference=None):
 
 
 def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=2, progress=True):
-    """Every measurement of issue 4 for ``card``; ``training_data`` is the CohortData it was
+    """Every measurement of the demo model's report for ``card``; ``training_data`` is the CohortData it was
     trained on (for the memorisation check)."""
     voxel_ml = float(np.prod(card["space"]["spacing"])) / 1000.0
     say = (lambda text: tqdm.write(text)) if progress else (lambda text: None)

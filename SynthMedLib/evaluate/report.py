@@ -19,7 +19,7 @@ def _pyplot():
 
 
 def checks(result):
-    """[(what, measured, target, passed)] in the order of the issue."""
+    """[(what, measured, target, passed)] in the report's order."""
     ae, control, agree = result["autoencoder"], result["control"], result["agreement"]
     real, div, mem, speed = result["realism"], result["diversity"], result["memorisation"], result["speed"]
     return [

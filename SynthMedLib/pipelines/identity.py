@@ -20,10 +20,8 @@ Choice: a smooth **displacement field**.
 - The field is smoothed strongly (4 voxels) and nothing else is added by default: the model's
   reconstruction and counterfactual also differ in small shape and intensity details that are not
   aging. Chosen on validation subjects (bench/calibrate_guidance.py's seeds, never the scored
-  ones) with demo-brain 2.0.0, 6 subjects x +10/+20 y, brain MAE against the true older scan
-  relative to "no change": demons smoothing 1 voxel + the intensity residual (counterfactual -
-  warped reconstruction) 1.44; 1 voxel alone 1.36; 4 voxels + residual 1.32; 4 voxels alone 1.03.
-  The residual stays available as ``identity_method="deformation+residual"`` (for changes that are not
+  ones); the measurements are in the README (Counterfactual aging, Identity).
+  The residual (counterfactual - warped reconstruction) stays available as ``identity_method="deformation+residual"`` (for changes that are not
   geometric, e.g. lesions).
 
 When an auxiliary volume model gives the expected volume of a structure at the target

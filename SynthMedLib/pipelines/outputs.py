@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from SynthMedLib import provenance as shared_provenance
 
-# Column names for the segments of the shipped brain cards (the volumes.tsv header).
+# Column names for the segments of the shipped brain cards (volumes.tsv's header).
 _SHORT_NAMES = {"ventricles": "ventricles", "other csf": "csf", "csf": "csf", "grey matter": "gm",
                 "gray matter": "gm", "gm": "gm", "white matter": "wm", "wm": "wm"}
 

@@ -203,7 +203,7 @@ def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing=
     """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent.
 
     ``sampler``: a registered name or alias. ``spacing`` (dpm++2m only): logSNR-uniform by
-    default; on the exact Gaussian-data ODE (gaussian_data.py) it is ~10x more accurate at 15 steps
+    default; on the exact Gaussian-data ODE (evaluate/gaussian_data.py) it is ~10x more accurate at 15 steps
     than time-uniform, whose last step jumps across most of the log-SNR range. ``eta``: DDIM
     noise. ``generator``: for ddpm / eta > 0. ``schedule``: the card's NoiseSchedule if at hand."""
     cls = sampler_class(sampler)
