@@ -3,10 +3,10 @@
 code because it renders the cohort; the product reads the fitted course from the card folder."""
 
 from SynthMedLib.cohort import HELD_OUT_SEED, population, render
-from SynthMedLib.pipelines.volume_course import fit_volume_course
+from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_volume_course
 
 
-def fit_from_cohort(subjects=12, seed=0, years=10.0, spacing=3.0):
+def fit_from_cohort(subjects: int = 12, seed: int = 0, years: float = 10.0, spacing: float = 3.0) -> VolumeCourse:
     """Fit to training-cohort subjects rendered at baseline and ``years`` later."""
     records = []
     for index, diagnosis in enumerate(("CN", "MCI", "AD")):

@@ -9,8 +9,11 @@ and anatomy drop out). It is deliberately simple: its job is to give expected vo
 volume-conditioned model can be asked for, and a reference the predictions can be compared to.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +28,14 @@ class VolumeCourse:
     name: str = "volume-course"
     fitted_on: dict = field(default_factory=dict)
 
-    def factors(self, diagnosis, years):
+    def factors(self, diagnosis: str, years: float) -> dict[str, float]:
         if diagnosis not in self.rates:
             raise InputError(f"the volume course knows diagnoses {sorted(self.rates)}, "
                              f"not {diagnosis!r}")
         return {k: math.exp(rate * float(years)) for k, rate in self.rates[diagnosis].items()}
 
-    def predict(self, conditions, years, baseline_volumes=None):
+    def predict(self, conditions: Mapping, years: Iterable[float],
+                baseline_volumes: Mapping[str, float] | None = None) -> list[dict[str, float]]:
         """[{volume: expected value}] per follow-up; volumes the conditions carry (by name) or
         ``baseline_volumes`` give the starting values."""
         start = dict(baseline_volumes or {})
@@ -45,13 +49,13 @@ class VolumeCourse:
     def _names(self):
         return {name for rates in self.rates.values() for name in rates}
 
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"name": self.name, "kind": "log-linear",
                                           "rates": self.rates, "fitted_on": self.fitted_on},
                                          indent=1))
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> VolumeCourse:
         try:
             data = json.loads(Path(path).read_text())
             return cls(data["rates"], data.get("name", Path(path).stem), data.get("fitted_on", {}))
@@ -62,12 +66,12 @@ class VolumeCourse:
 MODEL_OWN = "card"  # volume_course= value meaning "the course the model's card ships, if any"
 
 
-def shipped_course_entry(card):
+def shipped_course_entry(card) -> dict | None:
     """The card's ``auxiliary.volume_course`` entry ({"file": ...}), or None."""
     return (card.get("auxiliary") or {}).get("volume_course")
 
 
-def card_volume_course(card):
+def card_volume_course(card) -> VolumeCourse | None:
     """The volume course a card ships (``auxiliary.volume_course.file`` beside the card), or None
     when it ships none."""
     entry = shipped_course_entry(card)
@@ -78,7 +82,7 @@ def card_volume_course(card):
     return VolumeCourse.load(Path(card.directory) / entry["file"])
 
 
-def resolve_volume_course(card, volume_course):
+def resolve_volume_course(card, volume_course: VolumeCourse | str | None) -> VolumeCourse | None:
     """What the pipelines' ``volume_course`` argument means: ``"card"`` the card's own course
     (None when it ships none), None no course (the model alone), or a VolumeCourse as given."""
     if isinstance(volume_course, str):
@@ -89,7 +93,7 @@ def resolve_volume_course(card, volume_course):
     return volume_course
 
 
-def chosen_volume_course(path=None, off=False):
+def chosen_volume_course(path: str | Path | None = None, off: bool = False) -> VolumeCourse | str | None:
     """The pipelines' ``volume_course`` for what a user chose (command line or Slicer): ``off``
     the model alone (None), a course file's ``path``, else the course the model ships."""
     if off:
@@ -97,7 +101,7 @@ def chosen_volume_course(path=None, off=False):
     return VolumeCourse.load(path) if path else MODEL_OWN
 
 
-def fit_volume_course(records, name="volume-course"):
+def fit_volume_course(records: Iterable[tuple], name: str = "volume-course") -> VolumeCourse:
     """``records``: [(subject_id, diagnosis, age, {volume: ml})], two or more ages per subject."""
     by_subject = {}
     for subject, diagnosis, age, volumes in records:

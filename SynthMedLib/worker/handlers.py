@@ -18,16 +18,16 @@ from SynthMedLib import __version__
 from SynthMedLib.worker import dataset_requests, model_requests, pipeline_requests, protocol
 from SynthMedLib.worker.files import image_entry, read_input
 
-
 # -- requests ------------------------------------------------------------------------------------
 
 
-def ping(request, context):
+def ping(request: protocol.PingRequest, context) -> dict:
+    loaded = [key[1] for key in context.models if isinstance(key, tuple) and key[0] == "model"]
     return {"pong": True, "pid": os.getpid(), "version": __version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "modelsLoaded": [key[1] for key in context.models if isinstance(key, tuple) and key[0] == "model"]}
+            "platform": platform.platform(), "modelsLoaded": loaded}
 
 
-def devices(request, context):
+def devices(request: protocol.DevicesRequest, context) -> dict:
     """The devices torch sees, with their memory, for the device selector."""
     import torch
 
@@ -50,7 +50,7 @@ def _system_memory():
         return None
 
 
-def register(request, context):
+def register(request: protocol.RegisterRequest, context) -> dict:
     """Align a scan to a model's space (what counterfactual aging and progression start with);
     returns the scan in model space and how well it fits the template."""
     from SynthMedLib.cards import load_card

@@ -2,7 +2,8 @@
 
 Each one: the request (protocol.py) -> card, its Model (one per card and device, kept across
 requests), input image -> the pipeline with the request's progress/cancel -> NIfTI files + a JSON
-description the Slicer module turns into nodes. The pipelines themselves live in SynthMedLib.pipelines; nothing here does model maths.
+description the Slicer module turns into nodes. The pipelines themselves live in
+SynthMedLib.pipelines; nothing here does model maths.
 """
 
 import json

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Mapping, Optional, Union
+from typing import Any, ClassVar
 
 from SynthMedLib.errors import InputError
 
@@ -60,7 +61,7 @@ class Request:
         return out
 
     @classmethod
-    def from_params(cls, params: Optional[Mapping[str, Any]]) -> Request:
+    def from_params(cls, params: Mapping[str, Any] | None) -> Request:
         if params is None:
             params = {}
         if not isinstance(params, Mapping):
@@ -168,7 +169,7 @@ class SimulatedSubjectRequest(Request):
     sex: str = "F"
     diagnosis: str = "CN"
     baseline_age: float = 70.0
-    ages: Optional[list] = None
+    ages: list | None = None
     spacing: float = 3.0
 
     def __post_init__(self):
@@ -193,15 +194,15 @@ class GenerateRequest(Request):
     samples: int = 1
     seed: int = 0
     device: str = "auto"
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    sampler: Optional[str] = None
-    label_condition: Optional[str] = None
-    label_names: Optional[dict] = None
-    label_preset: Optional[str] = None
-    envelope_image: Optional[str] = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    label_condition: str | None = None
+    label_names: dict | None = None
+    label_preset: str | None = None
+    envelope_image: str | None = None
     batch_size: int = 1
-    tile: Optional[int] = None
+    tile: int | None = None
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
@@ -231,9 +232,9 @@ class CounterfactualRequest(Request):
     image: str
     target_ages: list
     conditions: dict = field(default_factory=dict)
-    steps: Optional[int] = None
+    steps: int | None = None
     device: str = "auto"
-    volume_course: Union[bool, str] = True
+    volume_course: bool | str = True
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
@@ -254,11 +255,11 @@ class ProgressionRequest(Request):
     image: str
     years: list
     conditions: dict = field(default_factory=dict)
-    draws: Optional[int] = None
-    steps: Optional[int] = None
+    draws: int | None = None
+    steps: int | None = None
     seed: int = 0
     device: str = "auto"
-    volume_course: Union[bool, str] = True
+    volume_course: bool | str = True
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
@@ -281,12 +282,12 @@ class DatasetRequest(Request):
     TYPE: ClassVar[str] = "dataset"
     model: str
     folder: str
-    covariates: Optional[str] = None
-    distribution: Optional[dict] = None
+    covariates: str | None = None
+    distribution: dict | None = None
     n: int = 0
     seed: int = 0
-    sampler: Optional[str] = None
-    steps: Optional[int] = None
+    sampler: str | None = None
+    steps: int | None = None
     guidance: float = 1.0
     device: str = "auto"
 
@@ -312,7 +313,7 @@ class DownloadRequest(Request):
 
     TYPE: ClassVar[str] = "download"
     model: str
-    pipeline: Optional[str] = None
+    pipeline: str | None = None
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
@@ -325,7 +326,7 @@ class ImportRequest(Request):
 
     TYPE: ClassVar[str] = "import"
     path: str
-    model_id: Optional[str] = None
+    model_id: str | None = None
     force: bool = False
 
     def __post_init__(self):
@@ -359,7 +360,7 @@ REQUESTS = {cls.TYPE: cls for cls in (
     CounterfactualRequest, ProgressionRequest, DatasetRequest, DownloadRequest, ImportRequest, MemoryRequest)}
 
 
-def parse(kind: str, params: Optional[Mapping[str, Any]]) -> Union[Request, dict]:
+def parse(kind: str, params: Mapping[str, Any] | None) -> Request | dict:
     """The typed request for ``kind``; a type without a dataclass (a test's or an experiment's
     handler) gets its params as they came."""
     request_class = REQUESTS.get(kind)
@@ -393,7 +394,7 @@ class TimeLeft:
         self.stage = None
         self.first = None
 
-    def update(self, stage: str, step: int, total: int) -> Optional[float]:
+    def update(self, stage: str, step: int, total: int) -> float | None:
         now = self.clock()
         if stage != self.stage or step <= 0:
             self.stage, self.first = stage, None
