@@ -62,3 +62,41 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path):
         "SynthMedLib/worker/handler.py:8 imports SynthMedLib.evaluate",
         "SynthMedLib/worker/handler.py:9 imports bench.score_common",
     ]
+
+
+# Hashing a file (sha256 of weights, of written outputs) has one home; download.py hashes the bytes
+# as they stream in, to verify them before the file is renamed into place.
+HASHES_FILES = ("SynthMedLib/weights/hashing.py", "SynthMedLib/weights/download.py")
+
+
+def functions_hashing_files(root=ROOT):
+    found = []
+    for path in sorted((root / "SynthMedLib").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in HASHES_FILES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            uses_hashlib = any(isinstance(n, ast.Name) and n.id == "hashlib" for n in ast.walk(node))
+            reads = any(isinstance(n, ast.Call) and (
+                (isinstance(n.func, ast.Name) and n.func.id == "open")
+                or (isinstance(n.func, ast.Attribute) and n.func.attr in ("open", "read", "read_bytes")))
+                for n in ast.walk(node))
+            if uses_hashlib and reads:
+                found.append(f"{rel}:{node.lineno} {node.name}")
+    return found
+
+
+def test_files_are_hashed_only_by_weights_hashing():
+    assert functions_hashing_files() == []
+
+
+def test_the_hashing_check_finds_a_copy(tmp_path):
+    copy = tmp_path / "SynthMedLib" / "storage"
+    copy.mkdir(parents=True)
+    (copy / "writer.py").write_text(
+        "import hashlib\n\n\ndef file_sha256(path):\n    digest = hashlib.sha256()\n"
+        "    with open(path, 'rb') as f:\n        digest.update(f.read())\n    return digest.hexdigest()\n\n\n"
+        "def key(text):\n    return hashlib.sha256(text.encode()).hexdigest()\n")
+    assert functions_hashing_files(tmp_path) == ["SynthMedLib/storage/writer.py:4 file_sha256"]

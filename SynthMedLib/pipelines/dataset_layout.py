@@ -13,7 +13,6 @@ the images match it. Nothing here carries a timestamp: the same request gives th
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from SynthMedLib import __version__
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.outputs import label_volumes, volume_columns
 from SynthMedLib.storage.atomic import write_image, write_text
+from SynthMedLib.weights.hashing import file_digest
 
 REQUEST_FILE = ".synthmed-dataset.json"
 MANIFEST = "manifest.tsv"
@@ -81,14 +81,6 @@ def check_request(out: Path, request: dict) -> None:
                          "resume it with the same request, or choose a new folder")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sample_done(out: Path, index: int, card) -> bool:
     paths = sample_paths(out, index, card)
     if not paths["sidecar"].is_file():
@@ -97,7 +89,7 @@ def sample_done(out: Path, index: int, card) -> bool:
         files = json.loads(paths["sidecar"].read_text())["files"]
     except (OSError, ValueError, KeyError):
         return False
-    return all(paths[k].is_file() and file_sha256(paths[k]) == files.get(paths[k].name)
+    return all(paths[k].is_file() and file_digest(paths[k]) == files.get(paths[k].name)
                for k in paths if k != "sidecar")
 
 
@@ -109,7 +101,7 @@ def write_sample(out: Path, index: int, sample, card) -> None:
     for key, image in (("image", sample.image), ("labels", sample.labels)):
         if key in paths and image is not None:
             write_image(image, paths[key])
-            files[paths[key].name] = file_sha256(paths[key])
+            files[paths[key].name] = file_digest(paths[key])
     entry.update(participant_id=participant_id(index), index=index, files=files)
     if sample.labels is not None:
         voxel_ml = float(sitk.Image(sample.labels).GetSpacing()[0] * sample.labels.GetSpacing()[1]
@@ -157,7 +149,7 @@ def write_manifest(out: Path) -> None:
     """Every file (but the manifest) with its size and sha256: written last, it marks a finished run."""
     lines = ["path\tbytes\tsha256"]
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST):
-        lines.append(f"{path.relative_to(out).as_posix()}\t{path.stat().st_size}\t{file_sha256(path)}")
+        lines.append(f"{path.relative_to(out).as_posix()}\t{path.stat().st_size}\t{file_digest(path)}")
     write_text(out / MANIFEST, "\n".join(lines) + "\n")
 
 

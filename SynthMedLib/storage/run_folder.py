@@ -8,7 +8,6 @@ ones its manifest lists) are removed before the new ones are written, so stale o
 with new ones; files SynthMed did not write are left alone and named.
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from SynthMedLib.errors import InputError
 from SynthMedLib.storage import atomic
+from SynthMedLib.weights.hashing import file_digest
 
 MANIFEST = "manifest.json"
 
@@ -98,12 +98,7 @@ class RunFolder:
                   f"listed (kept): {', '.join(foreign[:5])}", file=sys.stderr)
 
     def _record(self, path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        self.files.append({"name": path.name, "size": path.stat().st_size,
-                           "sha256": digest.hexdigest()})
+        self.files.append({"name": path.name, "size": path.stat().st_size, "sha256": file_digest(path)})
         return path
 
     def write_image(self, image, name):
