@@ -19,6 +19,7 @@ def register(subparsers):
                         help="classifier-free guidance of the regeneration (default: the card's "
                         "counterfactual_guidance, else 1)")
     scan_options.add_volume_course_option(parser)
+    scan_options.add_brain_extraction_option(parser)
     scan_options.add_output_options(parser)
     scan_options.add_model_options(parser)
     parser.add_argument("--no-cache", action="store_true",
@@ -44,7 +45,8 @@ def run(args):
     cache = InversionCache(None if args.no_cache else scan_options.inversion_cache_folder())
     series = counterfactual(model, scan, source, targets, steps=args.steps,
                             identity_method=args.identity_method, cache=cache, progress=progress,
-                            guidance=args.guidance, volume_course=course)
+                            guidance=args.guidance, volume_course=course,
+                            brain_extraction=args.brain_extraction)
     written = write_series(series, out, scan_options.scan_stem(args.input), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")

@@ -18,6 +18,7 @@ def register(subparsers):
                         help="noise draws averaged per follow-up (default: the card's, else 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first noise draw")
     scan_options.add_volume_course_option(parser)
+    scan_options.add_brain_extraction_option(parser)
     scan_options.add_output_options(parser)
     scan_options.add_model_options(parser)
     parser.set_defaults(func=run)
@@ -36,7 +37,7 @@ def run(args):
     model, progress = scan_options.prepare_runtime(args, "progression")
     series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
                          seed=args.seed, identity_method=args.identity_method, volume_course=course,
-                         progress=progress)
+                         progress=progress, brain_extraction=args.brain_extraction)
     written = write_series(series, out, scan_options.scan_stem(args.baseline), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")

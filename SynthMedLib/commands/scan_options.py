@@ -26,6 +26,14 @@ def add_model_options(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_brain_extraction_option(parser):
+    parser.add_argument("--brain-extraction", choices=("auto", "on", "off"), default="auto",
+                        help="a scan with its skull on is brain-extracted (deepbet) before the "
+                        "model sees it and the result is the whole head again, the change only "
+                        "inside the brain (mask written as *_brainmask.nii.gz); auto (default): "
+                        "only when the scan is not already skull-stripped")
+
+
 def add_volume_course_option(parser):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--volume-course", default=None, metavar="JSON",

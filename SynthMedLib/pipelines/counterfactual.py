@@ -1,12 +1,14 @@
 """Counterfactual aging: "what would this brain look like at 70, 80, 90?"
 
     native scan -> affine registration to the card's template -> model space -> encode
+    (a scan with its skull on: brain extraction first, whole_head.py; the model sees the brain)
     -> invert the deterministic sampler under the source conditions (cached per scan)
     -> regenerate under the source and every target condition, as ONE batch (classifier-free
        guidance: the card's counterfactual_guidance) -> decode
     -> per target: the change from the model's reconstruction to its counterfactual, applied to
        the input on its own grid (identity.py: displacement field) -> difference maps
-       (target - input), label maps, volumes; with an auxiliary volume course, the size of each
+       (target - input), label maps, volumes; the changed brain pasted back into the whole head
+       (outside it, the input's own voxels); with an auxiliary volume course, the size of each
        age-only change set by its expected ventricle volume.
 
 The source condition is regenerated in the same batch as the targets: the change is measured
@@ -26,6 +28,7 @@ from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors
                                              split_outputs)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
+from SynthMedLib.pipelines.whole_head import paste_results, separate_brain
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
@@ -47,7 +50,7 @@ COURSE_OUTSIDE_CHANGE = 0.5
 
 def counterfactual(model: Model, image, source, targets, steps=None, identity_method="deformation",
                    cache=DEFAULT_CACHE, progress=None, names=None, guidance=None,
-                   volume_course=MODEL_OWN, outside_change=None):
+                   volume_course=MODEL_OWN, outside_change=None, brain_extraction="auto"):
     """A Series with one TargetResult per entry of ``targets``.
 
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
@@ -57,7 +60,8 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     ``volume_course``: an auxiliary volume model (default: the one the card ships, if any; None:
     the model alone); for targets that differ from the source in age only, it sets the size of
     the change (back_to_native.py), and ``outside_change`` (default COURSE_OUTSIDE_CHANGE) how
-    much of the model's change away from the ventricles stays."""
+    much of the model's change away from the ventricles stays. ``brain_extraction``: auto (a scan
+    with its skull on is brain-extracted, a skull-stripped one is not), on, off."""
     model = as_model(model).load_for("counterfactual")
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     volume_course = resolve_volume_course(card, volume_course)
@@ -72,9 +76,11 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     outside_change = float(COURSE_OUTSIDE_CHANGE if outside_change is None else outside_change)
     autoencoder = model.network("autoencoder")
 
-    # 1. native scan -> model space (once per scan and model space)
+    # 1. native scan -> its brain -> model space (once per scan and model space)
     space, digest = ModelSpace.from_card(card), scan_digest(image)
-    model_image, mapping = register_scan(image, space, digest, cache, progress)
+    scan = separate_brain(image, brain_extraction, digest, cache, model.device, progress)
+    timer.lap("brain extraction")
+    model_image, mapping = register_scan(scan.brain, space, scan.digest, cache, progress)
     timer.lap("registration")
 
     # 2. encode
@@ -84,7 +90,7 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     timer.lap("encode")
 
     # 3. invert under the source conditions, once per scan and conditions
-    key = inversion_key(digest, model.fingerprint("counterfactual"), source, steps)
+    key = inversion_key(scan.digest, model.fingerprint("counterfactual"), source, steps)
     noise = cache.get(key) if cache is not None else None
     inversion_cached = noise is not None
     if noise is None:
@@ -116,6 +122,7 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
                                         identity_method, progress, expected=expected,
                                         outside_change=outside_change)
+    paste_results(results, scan)
     for result, volumes in zip(results, expected or []):
         if volumes is not None:
             result.sidecar["expected_volumes"] = volumes
@@ -126,10 +133,10 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
                         guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
                         volume_course=None if volume_course is None else volume_course.name,
                         outside_change=None if volume_course is None else outside_change,
-                        registration=mapping.record())
+                        registration=mapping.record(), brain_extraction=scan.record)
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
-                   "labels": labels, "mapping": mapping})
+                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask)
 
 
 def register_scan(image, space, digest, cache, progress):

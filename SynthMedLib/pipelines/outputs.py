@@ -37,6 +37,7 @@ class Series:
     provenance: dict
     timings: dict = field(default_factory=dict)   # stage -> seconds
     model_space: dict = field(default_factory=dict)  # model-space arrays for scoring/debugging
+    brain_mask: sitk.Image = None  # on the input grid, when brain extraction ran (whole_head.py)
 
 
 def volume_columns(card):
@@ -88,6 +89,12 @@ def write_series(series, out, stem, card):
                 shared_provenance.describe(sitk.Image(image), entry), name))
         written.append(folder.write_json(f"{base}_{image_suffix}.json", entry,
                                          default=shared_provenance.jsonable))
+    if series.brain_mask is not None:
+        # The mask the change was confined to; provenance's brain_extraction.mask_sha256 is its
+        # scan_digest (voxels + geometry), as input_sha256 is the input's.
+        written.append(folder.write_image(shared_provenance.describe(
+            sitk.Cast(series.brain_mask, sitk.sitkUInt8), series.provenance),
+            f"{stem}_brainmask.nii.gz"))
     written.append(folder.write_text("volumes.tsv", volumes_table(series, card)))
     folder.commit(pipeline=series.pipeline, model=series.provenance.get("model"))
     return written

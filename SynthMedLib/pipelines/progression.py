@@ -31,6 +31,7 @@ from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors
                                              encode, image_to_tensor, split_outputs)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
+from SynthMedLib.pipelines.whole_head import paste_results, separate_brain
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import seeded_noise
@@ -43,11 +44,11 @@ DEFAULT_DRAWS = 4
 
 def progression(model: Model, baseline, covariates, years, draws=None, steps=None, seed=0,
                 sampler=None, identity_method="deformation", volume_course=MODEL_OWN, progress=None,
-                cache=DEFAULT_CACHE):
+                cache=DEFAULT_CACHE, brain_extraction="auto"):
     """A Series with one TargetResult per follow-up in ``years`` (years after the baseline).
 
     ``volume_course``: the auxiliary volume model (default: the one the card ships, if any;
-    None: the model alone)."""
+    None: the model alone). ``brain_extraction``: auto / on / off, as for counterfactual."""
     model = as_model(model)
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     if "controlnet" not in model.needs("progression"):
@@ -71,9 +72,12 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     sampler = sampler or default_sampler(card)
     autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
 
-    # 1. baseline -> model space
+    # 1. baseline -> its brain -> model space
     space = ModelSpace.from_card(card)
-    model_image, mapping = register_scan(baseline, space, scan_digest(baseline), cache, progress)
+    scan = separate_brain(baseline, brain_extraction, scan_digest(baseline), cache, model.device,
+                          progress)
+    timer.lap("brain extraction")
+    model_image, mapping = register_scan(scan.brain, space, scan.digest, cache, progress)
     timer.lap("registration")
 
     # 2. encode the baseline
@@ -115,6 +119,7 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     # 6. onto the baseline's grid, keeping the subject's identity
     results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
                                 identity_method, progress, expected=scale_to)
+    paste_results(results, scan)
     for i, result in enumerate(results):
         result.sidecar["years_after_baseline"] = years[i]
         if expected is not None:
@@ -124,10 +129,11 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
                         steps=steps, seed=seed, draws=draws, identity_method=identity_method,
                         registration=mapping.record(),
-                        volume_course=None if volume_course is None else volume_course.name)
+                        volume_course=None if volume_course is None else volume_course.name,
+                        brain_extraction=scan.record)
     return Series("progression", results, baseline_volumes, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
-                   "labels": labels, "mapping": mapping})
+                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask)
 
 
 def _as_conditions(card, volumes):

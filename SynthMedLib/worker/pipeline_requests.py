@@ -45,6 +45,10 @@ def series_result(context, series, card, index_name, index_values):
                                       provenance))
         if result.volumes:
             volumes.append({index_name: value, **{k: float(v) for k, v in result.volumes.items()}})
+    if series.brain_mask is not None:  # the region the change was confined to (a segment in Slicer)
+        images.append(image_entry(context, series.brain_mask, f"{card['id']}_brainmask", "brainmask",
+                                  {}, json.loads(json.dumps(series.provenance, default=str)),
+                                  labels=True))
     return {"images": images, "volumes": volumes, "segments": segments_of(card), "indexName": index_name,
             "provenance": json.loads(json.dumps(series.provenance, default=str)),
             "timings": {k: round(float(v), 3) for k, v in series.timings.items()}}
@@ -68,7 +72,8 @@ def counterfactual(request: protocol.CounterfactualRequest, context) -> dict:
     ages = request.target_ages
     model = model_for(context, card, "counterfactual", request.device)
     series = run(model, image, dict(request.conditions), [{"age": age} for age in ages],
-                 steps=request.steps, volume_course=_volume_course(request), progress=context.progress)
+                 steps=request.steps, volume_course=_volume_course(request), progress=context.progress,
+                 brain_extraction=request.brain_extraction)
     return series_result(context, series, card, "age", ages)
 
 
@@ -81,7 +86,8 @@ def progression(request: protocol.ProgressionRequest, context) -> dict:
     years = request.years
     model = model_for(context, card, "progression", request.device)
     series = run(model, image, dict(request.conditions), years, draws=request.draws, steps=request.steps,
-                 seed=request.seed, volume_course=_volume_course(request), progress=context.progress)
+                 seed=request.seed, volume_course=_volume_course(request), progress=context.progress,
+                 brain_extraction=request.brain_extraction)
     return series_result(context, series, card, "years", years)
 
 

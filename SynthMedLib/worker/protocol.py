@@ -126,6 +126,19 @@ def _volume_course(value):
     return _text(value, "volumeCourse")
 
 
+BRAIN_EXTRACTION_MODES = ("auto", "on", "off")
+
+
+def _brain_extraction(value):
+    """``brainExtraction``: "auto", "on" or "off"; a checkbox's true/false means on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in BRAIN_EXTRACTION_MODES:
+        raise InputError(f"brainExtraction must be one of {', '.join(BRAIN_EXTRACTION_MODES)} "
+                         f"(or true/false), not {value!r}")
+    return value
+
+
 @dataclass
 class PingRequest(Request):
     TYPE: ClassVar[str] = "ping"
@@ -235,10 +248,13 @@ class CounterfactualRequest(Request):
     steps: int | None = None
     device: str = "auto"
     volume_course: bool | str = True
+    # auto: a scan with its skull on is brain-extracted, a skull-stripped one is not (whole_head.py)
+    brain_extraction: bool | str = "auto"
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
         self.image = _text(self.image, "image")
+        self.brain_extraction = _brain_extraction(self.brain_extraction)
         self.target_ages = _numbers(self.target_ages, "target ages")
         self.conditions = _mapping(self.conditions, "conditions")
         self.steps = _optional(_integer, self.steps, "steps", minimum=1)
@@ -260,9 +276,11 @@ class ProgressionRequest(Request):
     seed: int = 0
     device: str = "auto"
     volume_course: bool | str = True
+    brain_extraction: bool | str = "auto"   # as for counterfactual
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
+        self.brain_extraction = _brain_extraction(self.brain_extraction)
         self.image = _text(self.image, "image")
         self.years = _numbers(self.years, "follow-up years")
         self.conditions = _mapping(self.conditions, "conditions")
