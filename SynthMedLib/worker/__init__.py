@@ -10,7 +10,9 @@ JSON lines on stdin/stdout; images travel as NIfTI files in a folder the request
     <- {"event": "cancelled", "id": "r1"}
     <- {"event": "error", "id": "r1", "kind": "InputError", "userError": true, "message": "..."}
 
-See protocol.py for the messages and handlers.py for the request types.
+``params`` are one dataclass per request type (protocol.py: ``GenerateRequest`` …), used by the
+worker and by the Slicer module alike; handlers.py maps request types to their handlers.
+``--requests MODULE`` adds a module's ``REQUESTS`` table (the simulated subject, from the cohort).
 """
 
 from SynthMedLib.worker.protocol import PROTOCOL_VERSION
