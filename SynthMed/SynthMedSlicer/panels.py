@@ -4,7 +4,11 @@ decision it relies on (buttons, tasks, ages, devices, installs) lives in the qt-
 beside it, and nothing here waits on the worker: start-up, catalogue, devices and memory
 estimates run on a background thread (background.py) and one QTimer polls them and the jobs.
 
-Every widget it names must exist in the .ui (Testing/test_slicer_ui.py checks that).
+Every widget it names must exist in the .ui (Testing/test_slicer_ui.py checks that). No Slicer
+application runs where this is developed, so the Qt/CTK/MRML names used here were checked against
+Slicer's source (Slicer/Slicer main, 583e9b3 of 2026-08-21: slicer.util, slicer.packaging,
+vtkMRMLLayoutNode.SlicerLayoutSideBySideView with its "Red" and "Yellow" views,
+qMRMLSequenceBrowserSeekWidget.setMRMLSequenceBrowserNode, parameterNodeWrapper's GUI connectors).
 """
 
 import html
