@@ -114,8 +114,9 @@ class Panels(ModelSection):
                 self.setStartup(panel_state.FAILED, str(call.error))
                 return
             self.models, self.devices = call.result
-            self.fillModels()
+            self.startup = panel_state.READY  # before filling: the model change asks for the memory estimate
             self.fillDevices()
+            self.fillModels()
             self.setStartup(panel_state.READY)
         elif what == "memory":
             model, device = self.currentModel(), devices.for_memory_check(self.ui.deviceSelector.currentData, self.devices)

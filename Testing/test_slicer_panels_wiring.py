@@ -1,0 +1,311 @@
+"""panels.py (the Qt wiring) driven end to end with the real SceneLogic, real MRML (slicer-core)
+and a real worker, its widgets replaced by recording stand-ins.
+
+Qt, CTK and the Slicer application exist only inside Slicer, so the stand-ins below only record
+what the wiring does with them (texts, enabled states, items, nodes); what is checked is the
+wiring's own code paths: start-up off the GUI thread, install declined -> asked again -> started,
+buttons turning into Cancel, the simulated subject feeding the inputs, a worker crash reported
+with its details, and the result shown side by side with the seek widget set.
+"""
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "SynthMed"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import slicer  # noqa: E402
+import slicer.util  # noqa: E402
+
+from SynthMedSlicer import dependencies, panel_state, parameters  # noqa: E402
+from SynthMedSlicer.logic import SceneLogic  # noqa: E402
+from SynthMedSlicer.worker_client import WorkerClient  # noqa: E402
+
+
+class Signal:
+    def __init__(self):
+        self.slots = []
+
+    def connect(self, slot):
+        self.slots.append(slot)
+
+    def emit(self, *args):
+        for slot in list(self.slots):
+            slot(*args)
+
+
+class Widget:
+    def __init__(self, **values):
+        self.enabled, self.text, self.visible, self.value, self.checked = True, "", True, 0, True
+        for name in ("clicked", "valueChanged", "currentIndexChanged", "currentNodeChanged"):
+            setattr(self, name, Signal())
+        self.__dict__.update(values)
+
+    def setVisible(self, visible):
+        self.visible = visible
+
+    def setRange(self, low, high):
+        self.range = (low, high)
+
+    def setValue(self, value):
+        self.value = value
+
+    def setMRMLSequenceBrowserNode(self, node):
+        self.browser = node
+
+    def deleteLater(self):
+        pass
+
+
+class ComboBox(Widget):
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.items, self.currentIndex, self.blocked = [], -1, False
+
+    def addItem(self, text, data=None):
+        self.items.append((text, data))
+        if self.currentIndex < 0:
+            self.setCurrentIndex(0)
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def findData(self, data):
+        return next((i for i, (_text, d) in enumerate(self.items) if d == data), -1)
+
+    def setCurrentIndex(self, index):
+        self.currentIndex = index
+        if not self.blocked:
+            self.currentIndexChanged.emit(index)
+
+    def blockSignals(self, blocked):
+        self.blocked = blocked
+
+    @property
+    def currentData(self):
+        return self.items[self.currentIndex][1] if 0 <= self.currentIndex < len(self.items) else None
+
+
+class NodeSelector(Widget):
+    node = None
+
+    def currentNode(self):
+        return self.node
+
+    def setCurrentNode(self, node):
+        self.node = node
+        self.currentNodeChanged.emit(node)
+
+
+class FormLayout:
+    def __init__(self):
+        self.rows = []
+
+    def count(self):
+        return len(self.rows)
+
+    def takeAt(self, index):
+        _label, widget = self.rows.pop(index)
+        return types.SimpleNamespace(widget=lambda: widget)
+
+    def addRow(self, label, widget):
+        self.rows.append((label, widget))
+
+
+class GroupBox(Widget):
+    def __init__(self):
+        super().__init__()
+        self._layout = FormLayout()
+
+    def layout(self):
+        return self._layout
+
+
+class Timer:
+    shots = []
+
+    def __init__(self):
+        self.timeout, self.active = Signal(), False
+
+    def setInterval(self, ms):
+        pass
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    @staticmethod
+    def singleShot(ms, slot):
+        Timer.shots.append(slot)
+
+
+def make_ui():
+    ui = types.SimpleNamespace()
+    for name in ("modelSelector", "deviceSelector", "labelPresetSelector"):
+        setattr(ui, name, ComboBox())
+    for name in ("counterfactualInputSelector", "progressionInputSelector", "labelConditionSelector"):
+        setattr(ui, name, NodeSelector())
+    for name in ("generateConditionsBox", "counterfactualConditionsBox", "progressionConditionsBox"):
+        setattr(ui, name, GroupBox())
+    for name in ("generateButton", "counterfactualButton", "progressionButton", "downloadButton", "importButton",
+                 "simulatedSubjectButton", "openCacheButton", "removeWeightsButton", "modelInfoLabel", "memoryLabel",
+                 "cacheLabel", "statusLabel", "progressBar", "labelConditionSelectorLabel", "labelPresetSelectorLabel",
+                 "counterfactualVolumeCourseCheckBox", "progressionVolumeCourseCheckBox", "counterfactualSeekWidget",
+                 "progressionSeekWidget", "counterfactualSummaryLabel", "progressionSummaryLabel"):
+        setattr(ui, name, Widget())
+    ui.samplesSpinBox = Widget(value=1)
+    return ui
+
+
+@pytest.fixture
+def harness(monkeypatch, tmp_path):
+    """Panels on fake Qt widgets, the real slicer-core scene and a real worker."""
+    from SynthMedLib.weights import cache
+
+    # A private models folder, but the shared cohort cache (the simulated subject's template work,
+    # about 25 s when cold, is kept there for every process, as it is for the other tests).
+    shared_cache = cache.home() / "cache"
+    shared_cache.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "cache").symlink_to(shared_cache, target_is_directory=True)
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
+    # The pipelines' tiny model as a user model of the cache, with no registration template (the
+    # simulated subject is in the model's physical space already), so a run takes seconds.
+    from pipeline_fixtures import write_tiny_model
+
+    card_file = write_tiny_model(tmp_path / "home" / "models" / "tiny-brain") / "card.json"
+    card = json.loads(card_file.read_text())
+    card["space"]["template"] = None
+    card_file.write_text(json.dumps(card))
+    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(
+        QTimer=Timer, QComboBox=ComboBox, QFileDialog=None, QDesktopServices=None, QUrl=None))
+    monkeypatch.setitem(sys.modules, "ctk", types.SimpleNamespace(ctkSliderWidget=Widget))
+    scene = slicer.vtkMRMLScene()
+    calls = {"confirm": [], "pip": [], "errors": [], "layouts": []}
+    answers = {"confirm": True}
+    for name, fake in (("modulePath", lambda name: str(ROOT / "SynthMed" / "SynthMed.py")),
+                       ("confirmOkCancelDisplay", lambda text, **kw: calls["confirm"].append(text) or answers["confirm"]),
+                       ("pip_install", calls["pip"].append),
+                       ("errorDisplay", lambda text, **kw: calls["errors"].append((text, kw.get("detailedText")))),
+                       ("setSliceViewerLayers", lambda **kw: None), ("resetSliceViews", lambda: None)):
+        monkeypatch.setattr(slicer.util, name, fake, raising=False)
+    layout_manager = types.SimpleNamespace(setLayout=calls["layouts"].append)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(testingEnabled=lambda: False,
+                                                            layoutManager=lambda: layout_manager), raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(), raising=False)
+    for name in [n for n in sys.modules if n.startswith("SynthMedSlicer.panels")]:
+        del sys.modules[name]  # imported afresh against the stand-ins
+    panels_module = importlib.import_module("SynthMedSlicer.panels")
+    from test_slicer_panel import Values
+
+    client = WorkerClient(python=sys.executable, library_dir=str(ROOT), threads=1)
+    core = SceneLogic(scene, client=client)
+    values = Values(modelId="tiny-brain", counterfactualSteps=2, targetAgeFrom=70, targetAgeTo=70)
+    ui = make_ui()
+    panel = panels_module.Panels(ui, types.SimpleNamespace(core=core), lambda: values)
+    Timer.shots = []
+    yield types.SimpleNamespace(panel=panel, ui=ui, scene=scene, calls=calls, answers=answers, core=core)
+    panel.shutdown()
+    client.close()
+    for name in [n for n in sys.modules if n.startswith("SynthMedSlicer.panels")]:
+        del sys.modules[name]
+
+
+def run_events(h, until, timeout=120):
+    """The Qt event loop, as far as the wiring uses it: single shots, then the poll timer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        while Timer.shots:
+            Timer.shots.pop(0)()
+        if until():
+            return
+        if h.panel.timer.active:
+            h.panel.timer.timeout.emit()
+        time.sleep(0.02)
+    raise AssertionError(f"not reached within {timeout} s; status: {h.ui.statusLabel.text}")
+
+
+
+def test_start_subject_cancel_crash_and_result(harness):
+    h, ui = harness, harness.ui
+    h.panel.connect()
+    started = time.monotonic()
+    Timer.shots.pop(0)()  # the module opened: start() returns at once, the worker starts behind it
+    assert time.monotonic() - started < 1.0 and h.panel.startup == panel_state.STARTING
+    assert not ui.generateButton.enabled and "Starting" in ui.statusLabel.text
+    run_events(h, lambda: h.panel.startup == panel_state.READY and h.panel.query is None)
+    assert ui.deviceSelector.items[0][1] == "auto" and "cpu" in [d for _t, d in ui.deviceSelector.items]
+    assert ui.modelSelector.currentData == "tiny-brain" and ui.generateButton.enabled
+    assert "demo-brain" in [d for _t, d in ui.modelSelector.items]
+    assert not ui.counterfactualButton.enabled  # no input yet
+    assert "Needs about" in ui.memoryLabel.text
+    assert [label for label, _w in ui.counterfactualConditionsBox.layout().rows] == ["Age:", "Sex:", "Diagnosis:"]
+    assert h.calls["confirm"] == []  # nothing installed, nothing asked
+
+    ui.simulatedSubjectButton.clicked.emit()  # renders a subject; its button turns into Cancel
+    assert ui.simulatedSubjectButton.text == panel_state.CANCEL_TEXT and ui.simulatedSubjectButton.enabled
+    assert not ui.generateButton.enabled and not ui.modelSelector.enabled
+    run_events(h, lambda: h.core.job is None)
+    subject = ui.counterfactualInputSelector.currentNode()
+    assert subject is not None and ui.counterfactualButton.enabled and "Done" in ui.statusLabel.text
+
+    nodes_before = h.scene.GetNumberOfNodes()
+    ui.counterfactualButton.clicked.emit()
+    assert ui.counterfactualButton.text == panel_state.CANCEL_TEXT
+    ui.counterfactualButton.clicked.emit()  # Cancel
+    run_events(h, lambda: h.core.job is None)
+    assert "Cancelled" in ui.statusLabel.text and h.scene.GetNumberOfNodes() == nodes_before
+    assert ui.counterfactualButton.text == "Age the scan"
+
+    ui.counterfactualButton.clicked.emit()  # the worker dies during the run: reported with details
+    run_events(h, lambda: any(e.get("event") == "progress" for e in h.core.job.events))
+    os.kill(h.core.client.process.pid, signal.SIGKILL)
+    run_events(h, lambda: h.core.job is None)
+    assert h.calls["errors"] and "killed by SIGKILL" in h.calls["errors"][0][0]
+    assert h.calls["errors"][0][1] is not None and h.scene.GetNumberOfNodes() == nodes_before
+
+    ui.counterfactualButton.clicked.emit()  # the next run starts a fresh worker and ends in the views
+    run_events(h, lambda: h.core.job is None, timeout=300)
+    assert "Done" in ui.statusLabel.text, ui.statusLabel.text
+    assert h.calls["layouts"] == [slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView]
+    browser = ui.counterfactualSeekWidget.browser
+    assert browser is not None and browser.GetMasterSequenceNode().GetIndexName() == "age"
+    assert "Dice" in ui.counterfactualSummaryLabel.text
+
+
+def test_install_declined_then_accepted_from_the_task_buttons(harness, monkeypatch):
+    h, ui = harness, harness.ui
+    still_missing = [True]
+    real_unmet = dependencies.unmet
+    monkeypatch.setattr(dependencies, "unmet", lambda requirements, version_of=None: (
+        [(Requirement("monai>=1.4"), None)] if still_missing[0] else real_unmet(requirements)))
+    h.panel.connect()
+    Timer.shots.pop(0)()
+    assert h.panel.startup == panel_state.NEEDS_INSTALL and h.calls["confirm"] == []  # not asked on open
+    assert ui.generateButton.enabled and ui.counterfactualButton.enabled
+    h.answers["confirm"] = False
+    ui.generateButton.clicked.emit()
+    assert len(h.calls["confirm"]) == 1 and "monai" in h.calls["confirm"][0] and h.calls["pip"] == []
+    assert h.panel.startup == panel_state.DECLINED and ui.generateButton.enabled
+    assert "asked again" in ui.statusLabel.text
+    h.answers["confirm"] = True
+    ui.counterfactualButton.clicked.emit()  # asked again; yes: installed, then the worker starts
+    assert len(h.calls["confirm"]) == 2 and h.calls["pip"] == ['"monai>=1.4"']
+    still_missing[0] = False
+    assert h.panel.startup == panel_state.STARTING
+    run_events(h, lambda: h.panel.startup == panel_state.READY and h.panel.query is None)
+    assert ui.modelSelector.items and ui.generateButton.enabled
+    assert parameters.run_options("generate", h.panel.parameterNode(), h.panel.currentModel())["device"] == "auto"
