@@ -118,7 +118,7 @@ class Model:
                 raise WeightsError(f"model '{self.card.id}' was made without its "
                                    f"'{missing[0]}' network, which this pipeline needs")
             # A network initialised from another (MAISI's ControlNet from the UNet) loads after it.
-            order = sorted(missing, key=lambda n: self.card.networks[n].get("init_from") is not None)
+            order = sorted(missing, key=lambda n: self.card.networks[n].init_from is not None)
             for index, name in enumerate(order):
                 if cancel is not None and cancel():
                     raise Cancelled(f"loading model '{self.card.id}' cancelled")
@@ -130,14 +130,14 @@ class Model:
         from SynthMedLib.weights import hashing
         from SynthMedLib.weights.load import load_network
 
-        init_from = self.card.networks[name].get("init_from")
+        init_from = self.card.networks[name].init_from
         init_state = self.networks[init_from].state_dict() if init_from in self.networks else None
         network, path, checkpoint = load_network(self.card, name, device=str(self.device),
                                                  init_state=init_state)
         self.networks[name] = network
         self.weights_files[name] = str(path)
         self.weights_sha256[name] = hashing.sha256(path)
-        if name == "diffusion" and self._scale_factor is None and self._scale_in_checkpoint():
+        if name == "diffusion" and self._scale_factor is None and self.card.latent.scale_in_checkpoint:
             from SynthMedLib.weights.maisi_format import maisi_scale_factor
 
             # Read now: the checkpoint (the size of the UNet) is not kept.
@@ -145,17 +145,13 @@ class Model:
 
     # -- what the pipelines read ----------------------------------------------------------------
 
-    def _scale_in_checkpoint(self) -> bool:
-        return self.card.latent.get("scale_factor") == "checkpoint"
-
     @property
     def latent_scale(self) -> float:
         """The latent scale factor: the card's, or read from the diffusion checkpoint (MAISI)."""
         if self._scale_factor is None:
-            value = self.card.latent.get("scale_factor", 1.0)
-            if value == "checkpoint":
-                value = self._checkpoint_scale()
-            self._scale_factor = float(value)
+            latent = self.card.latent
+            self._scale_factor = (self._checkpoint_scale() if latent.scale_in_checkpoint
+                                  else float(latent.scale_factor))
         return self._scale_factor
 
     def _checkpoint_scale(self) -> float:

@@ -27,7 +27,7 @@ def main():
     for name in ("autoencoder", "diffusion"):
         spec = card.networks[name]
         start = time.time()
-        old = randomise(old_network(spec["class"], spec["args"]), 0)
+        old = randomise(old_network(spec.class_name, card.network_args(name)), 0)
         new = build_network(card, name, device="cpu").eval()
         new.load_state_dict(convert_state_dict(old.state_dict(), new), strict=True)
         with torch.no_grad():

@@ -135,12 +135,12 @@ def compute():
             "ddim-eta1": dict(sampler="ddim", steps=5, eta=1.0,
                               generator=torch.Generator().manual_seed(5))}
     for name, kwargs in runs.items():
-        out[f"demo/{name}"] = sample(denoiser(guidance=2.0), noise.clone(), card, **kwargs)
+        out[f"demo/{name}"] = sample(denoiser(guidance=2.0), noise.clone(), card.scheduler, **kwargs)
     # demo-brain: DDIM inversion and regeneration (the counterfactual's core)
     clean = out["demo/ddim"][:1]
-    inverted = invert(denoiser(vec=vectors[:1]), clean, card, steps=5)
+    inverted = invert(denoiser(vec=vectors[:1]), clean, card.scheduler, steps=5)
     out["demo/inverted"] = inverted
-    out["demo/regenerated"] = sample(denoiser(), inverted.expand(2, *inverted.shape[1:]), card,
+    out["demo/regenerated"] = sample(denoiser(), inverted.expand(2, *inverted.shape[1:]), card.scheduler,
                                      sampler="ddim", steps=5)
     # demo-brain generate, end to end (default sampler; and DDIM), two seeds in one batch
     for sampler in (None, "ddim"):
@@ -157,7 +157,7 @@ def compute():
                              weights_sha256={"autoencoder": "random", "diffusion": "random"})
     small = torch.randn((2,) + LATENT, generator=torch.Generator().manual_seed(12))
     out["ddpm/ddpm"] = sample(denoiser(model=ddpm_model, vec=condition_vectors(ddpm, CONDITIONS)),
-                              small, ddpm, sampler="ddpm", steps=12,
+                              small, ddpm.scheduler, sampler="ddpm", steps=12,
                               generator=torch.Generator().manual_seed(6))
 
     # rectified flow: Euler, DPM-Solver++ on the flow, inversion, generate end to end
@@ -172,9 +172,9 @@ def compute():
     flow_noise = torch.randn((2, 8, 8, 6, 8), generator=torch.Generator().manual_seed(13))
     for name in ("euler", "dpm++2m"):
         out[f"rflow/{name}"] = sample(denoiser(model=rflow_model, vec=flow_vectors), flow_noise.clone(),
-                                      rflow, sampler=name, steps=4)
+                                      rflow.scheduler, sampler=name, steps=4)
     out["rflow/inverted"] = invert(denoiser(model=rflow_model, vec=flow_vectors[:1]),
-                                   out["rflow/euler"][:1], rflow, steps=4)
+                                   out["rflow/euler"][:1], rflow.scheduler, steps=4)
     for i, item in enumerate(generate(rflow_model, CONDITIONS[0], count=1, seed=4)):
         image_entry(out, f"rflow/generate/{i}/image", item.image)
 

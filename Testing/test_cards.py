@@ -35,20 +35,20 @@ def test_every_shipped_card_loads_and_is_listed():
 
 def test_published_architectures_are_the_cited_ones():
     brainldm = load_card("brainldm-ukb")
-    assert brainldm.networks["autoencoder"]["args"]["channels"] == [64, 128, 128, 128]
-    assert brainldm.networks["diffusion"]["args"]["channels"] == [256, 512, 768]
-    assert brainldm.networks["diffusion"]["args"]["in_channels"] == 7
-    assert brainldm.conditioning["mode"] == "both"
-    assert [v["name"] for v in brainldm.conditioning["variables"]] == [
+    assert brainldm.networks["autoencoder"].args["channels"] == [64, 128, 128, 128]
+    assert brainldm.networks["diffusion"].args["channels"] == [256, 512, 768]
+    assert brainldm.networks["diffusion"].args["in_channels"] == 7
+    assert brainldm.conditioning.mode == "both"
+    assert [v["name"] for v in brainldm.conditioning.variables] == [
         "sex", "age", "ventricular_volume", "brain_volume"]
-    assert brainldm.space["shape"] == [160, 224, 160] and brainldm.latent["shape"] == [20, 28, 20]
+    assert brainldm.space["shape"] == [160, 224, 160] and brainldm.latent.shape == (20, 28, 20)
     brlp = load_card("brlp")
-    assert len(brlp.conditioning["variables"]) == 8
-    assert brlp.networks["controlnet"]["args"]["conditioning_embedding_in_channels"] == 4
+    assert len(brlp.conditioning.variables) == 8
+    assert brlp.networks["controlnet"].args["conditioning_embedding_in_channels"] == 4
     assert brlp.space["spacing"] == [1.5, 1.5, 1.5] and brlp.space["shape"] == [120, 144, 120]
     maisi = load_card("maisi-ct-rflow")
-    assert maisi.scheduler["type"] == "rectified_flow" and maisi.scheduler["default_steps"] == 30
-    assert maisi.latent["scale_factor"] == "checkpoint"
+    assert maisi.scheduler.type == "rectified_flow" and maisi.scheduler.default_steps == 30
+    assert maisi.latent.scale_in_checkpoint
     # 132 ids less 8 placeholders (label_dict_124_to_132), plus the body envelope (200)
     assert len(maisi.outputs["labels"]["segments"]) == 125 and maisi.outputs["labels"]["segments"][-1]["id"] == 200
     for card in (brainldm, brlp, maisi):
@@ -56,8 +56,7 @@ def test_published_architectures_are_the_cited_ones():
 
 
 def tiny_widths(card, name):
-    levels = len(card.networks[name]["args"].get("channels")
-                 or card.networks[name]["args"]["num_channels"])
+    levels = card.networks[name].levels
     return [8 * (i + 1) if name == "autoencoder" else 16 for i in range(levels)]
 
 
@@ -75,15 +74,15 @@ def test_every_card_builds_and_runs_its_networks_at_reduced_width(model_id):
     image = torch.rand(1, 1, *(2 * factor,) * 3)
     with torch.no_grad():
         z = nets["autoencoder"].encode_stage_2_inputs(image)
-        assert z.shape == (1, card.latent["channels"], 2, 2, 2)
-        out_channels = card.networks["autoencoder"]["args"]["out_channels"]
+        assert z.shape == (1, card.latent.channels, 2, 2, 2)
+        out_channels = card.networks["autoencoder"].args["out_channels"]
         assert nets["autoencoder"].decode_stage_2_outputs(z).shape == (1, out_channels, *image.shape[2:])
         unet_factor = 2 ** (len(widths["diffusion"]) - 1)
-        latent = torch.randn(1, card.latent["channels"], *(2 * unet_factor,) * 3)
+        latent = torch.randn(1, card.latent.channels, *(2 * unet_factor,) * 3)
         kwargs = unet_inputs(card, latent)
         if "controlnet" in nets:
-            cond_channels = card.conditioning["controlnet"]["channels"]
-            cond_size = 2 * unet_factor * (factor if card.conditioning["controlnet"]["input"] == "label_map" else 1)
+            cond_channels = card.conditioning.controlnet["channels"]
+            cond_size = 2 * unet_factor * (factor if card.conditioning.controlnet_input == "label_map" else 1)
             cond = torch.rand(1, cond_channels, *(cond_size,) * 3)
             cn_kwargs = {k: v for k, v in kwargs.items() if k in ("context", "class_labels")}
             down, mid = nets["controlnet"](latent, torch.tensor([10]), controlnet_cond=cond, **cn_kwargs)
@@ -94,8 +93,8 @@ def test_every_card_builds_and_runs_its_networks_at_reduced_width(model_id):
 
 
 def unet_inputs(card, latent):
-    variables = card.conditioning["variables"]
-    mode = card.conditioning["mode"]
+    variables = card.conditioning.variables
+    mode = card.conditioning.mode
     vector = torch.rand(1, 1, len(variables))
     kwargs = {"x": latent}
     if mode in ("crossattn", "both"):
@@ -103,7 +102,7 @@ def unet_inputs(card, latent):
     if mode in ("concat", "both"):
         kwargs["x"] = torch.cat([latent, vector[:, 0, :, None, None, None].expand(
             -1, -1, *latent.shape[2:])], dim=1)
-    extra = card.conditioning.get("extra_inputs", {})
+    extra = card.conditioning.extra_inputs
     if "spacing_tensor" in extra:
         kwargs["spacing_tensor"] = torch.tensor([[150.0, 150.0, 150.0]])
     if "class_labels" in extra:

@@ -16,9 +16,9 @@ from SynthMedLib.model import Model
 
 
 def test_published_cards_say_whether_guidance_is_valid():
-    assert load_card("brainldm-ukb").conditioning["classifier_free_guidance"] is False
-    assert load_card("brlp").conditioning["classifier_free_guidance"] is False
-    assert load_card("demo-brain").conditioning["classifier_free_guidance"] is True
+    assert load_card("brainldm-ukb").conditioning.classifier_free_guidance is False
+    assert load_card("brlp").conditioning.classifier_free_guidance is False
+    assert load_card("demo-brain").conditioning.classifier_free_guidance is True
     for model in ("brainldm-ukb", "brlp"):
         check_guidance(load_card(model), 1.0)  # the plain conditional model is always fine
         with pytest.raises(InputError, match="no condition dropout.*leave --guidance at 1 \\(got 3\\)"):

@@ -70,8 +70,8 @@ def tiny_card(tmp_path, model_id, widths, edits=None):
 
 def save_old(card, name, seed):
     spec = card.networks[name]
-    old = randomise(old_network(spec["class"], spec["args"]), seed)
-    torch.save(old.state_dict(), card.directory / card.weights[spec["weights"]]["file"])
+    old = randomise(old_network(spec.class_name, card.network_args(name)), seed)
+    torch.save(old.state_dict(), card.directory / card.weights[spec.weights]["file"])
     return old
 
 
@@ -199,7 +199,7 @@ def test_full_size_published_architectures_map_key_for_key(model_id, name):
     card = load_card(model_id)
     spec = card.networks[name]
     with torch.device("meta"):
-        old = old_network(spec["class"], spec["args"])
+        old = old_network(spec.class_name, card.network_args(name))
         new = build_network(card, name, device="cpu")
     converted = convert_state_dict(old.state_dict(), new)
     expected = new.state_dict()

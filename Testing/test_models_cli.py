@@ -188,10 +188,10 @@ def test_add_monai_bundle_with_legacy_checkpoints(capsys, tmp_path):
     code, out, _ = run(capsys, "models", "add", str(bundle))
     assert code == 0 and "added 'tiny_bundle'" in out and "model.pt" in out and "check:" in out
     card = load_card("tiny_bundle")
-    assert card.conditioning["mode"] == "both"
-    assert [v["name"] for v in card.conditioning["variables"]] == ["gender", "age"]
+    assert card.conditioning.mode == "both"
+    assert [v["name"] for v in card.conditioning.variables] == ["gender", "age"]
     assert card.weights["diffusion"]["format"] == "monai-generative"
-    assert card.latent["shape"] == [4, 4, 4] and card.scheduler["type"] == "ddpm" and card.scheduler["default_sampler"] == "ddim"
+    assert card.latent.shape == (4, 4, 4) and card.scheduler.type == "ddpm" and card.scheduler.default_sampler == "ddim"
     code, out, _ = run(capsys, "models", "verify", "tiny_bundle")
     assert code == 0, out
 
@@ -246,8 +246,8 @@ def test_add_maisi_style_bundle_reads_layouts_and_scale_factor(capsys, tmp_path)
 
     card = Card(card_from_bundle(bundle, "tiny-maisi"))
     assert card.space["shape"] == [32, 32, 32] and card.space["spacing"] == [1.5, 1.5, 2.0]
-    assert card.latent == {"channels": 4, "shape": [8, 8, 8], "scale_factor": "checkpoint"}
-    assert card.scheduler["type"] == "rectified_flow" and card.scheduler["use_timestep_transform"] is True
+    assert card.data["latent"] == {"channels": 4, "shape": [8, 8, 8], "scale_factor": "checkpoint"}
+    assert card.scheduler.type == "rectified_flow" and card.scheduler.rflow_options["use_timestep_transform"] is True
     assert {w["format"] for w in card.weights.values()} == {"maisi"}
     torch.manual_seed(1)
     vae = build_network(card, "autoencoder", device="cpu").eval()

@@ -38,11 +38,11 @@ NVIDIA_SCHEDULER = {"num_train_timesteps": 1000, "use_discrete_timesteps": False
 
 def test_card_is_nvidias_published_configuration():
     card = load_card("nv-mr-brain-rflow")
-    assert card.networks["autoencoder"]["args"] == NVIDIA_AUTOENCODER
-    assert card.networks["diffusion"]["args"] == NVIDIA_UNET
-    assert {k: card.scheduler[k] for k in NVIDIA_SCHEDULER} == NVIDIA_SCHEDULER
-    assert card.scheduler["default_steps"] == 30 and card.scheduler["default_guidance"] == 2
-    assert card.conditioning["class_codes"]["codes"]["FLAIR"]["skull-stripped"] == 31   # modality_mapping.json
+    assert card.networks["autoencoder"].args == NVIDIA_AUTOENCODER
+    assert card.networks["diffusion"].args == NVIDIA_UNET
+    assert {k: card.data["scheduler"][k] for k in NVIDIA_SCHEDULER} == NVIDIA_SCHEDULER
+    assert card.scheduler.default_steps == 30 and card.scheduler.default_guidance == 2
+    assert card.conditioning.class_codes["codes"]["FLAIR"]["skull-stripped"] == 31   # modality_mapping.json
     assert card.weights["diffusion"]["url"].startswith("https://huggingface.co/nvidia/NV-Generate-MR-Brain/resolve/")
     assert any("config_network_rflow.json" in s and "2cb90ddf" in s for s in card.source)
 

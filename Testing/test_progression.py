@@ -6,6 +6,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from SynthMedLib.cards import Card
 from SynthMedLib.cli import main
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.pipelines.controlnet_input import age_channel_rule, controlnet_condition
@@ -62,15 +63,21 @@ def test_same_seed_same_answer_other_seed_other_answer(baseline):
     assert differing.mean() < 1e-4
 
 
+def _with_controlnet(controlnet):
+    """The tiny card with another ControlNet input description (5 channels: 4 latent + age)."""
+    data = tiny_card_data()
+    data["conditioning"]["controlnet"] = controlnet
+    data["networks"]["controlnet"]["args"]["conditioning_embedding_in_channels"] = 5
+    return Card(data)
+
+
 def test_controlnet_age_channel_follows_the_card():
-    card = tiny_card_data()
-    assert age_channel_rule(card) == ("gap", 45.0)
-    brlp_style = dict(card, conditioning=dict(card["conditioning"], controlnet={
-        "input": "baseline_latent_and_age", "channels": 5, "age_channel": {"holds": "baseline_age"}}))
+    assert age_channel_rule(Card(tiny_card_data())) == ("gap", 45.0)
+    brlp_style = _with_controlnet({"input": "baseline_latent_and_age", "channels": 5,
+                                   "age_channel": {"holds": "baseline_age"}})
     assert age_channel_rule(brlp_style) == ("baseline", (50.0, 95.0))
     for unsaid in ({}, {"age_channel": {"holds": "gap"}}):
-        silent = dict(card, conditioning=dict(card["conditioning"], controlnet=dict(
-            {"input": "baseline_latent_and_age", "channels": 5}, **unsaid)))
+        silent = _with_controlnet(dict({"input": "baseline_latent_and_age", "channels": 5}, **unsaid))
         with pytest.raises(CardError, match="age channel"):
             age_channel_rule(silent)
     latent = torch.zeros(1, 4, 6, 8, 6)

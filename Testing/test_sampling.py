@@ -9,6 +9,7 @@ import pytest
 import torch
 from monai.networks.nets import ControlNet, DiffusionModelUNet
 
+from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, pick_device, seeded_noise
@@ -21,18 +22,18 @@ from SynthMedLib.sampling.samplers import invert, sample
 SHAPE = (3, 6, 6, 6)
 
 
-def ddpm_card(prediction="epsilon"):
-    return {"scheduler": {"type": "ddpm", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear_beta",
-                          "beta_start": 0.0015, "beta_end": 0.0205, "prediction_type": prediction}}
+def ddpm_scheduler(prediction="epsilon"):
+    return Scheduler.parse({"type": "ddpm", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear_beta",
+                            "beta_start": 0.0015, "beta_end": 0.0205, "prediction_type": prediction})
 
 
-def flow_card():
-    return {"scheduler": {"type": "rectified_flow", "num_train_timesteps": 1000, "prediction_type": "v_prediction",
-                          "use_discrete_timesteps": False, "use_timestep_transform": True}}
+def flow_scheduler():
+    return Scheduler.parse({"type": "rectified_flow", "num_train_timesteps": 1000, "prediction_type": "v_prediction",
+                            "use_discrete_timesteps": False, "use_timestep_transform": True})
 
 
 def gaussian(card):
-    schedule = NoiseSchedule.from_card(card)
+    schedule = NoiseSchedule.from_scheduler(card)
     mean = smooth_field(SHAPE, -1.0, 1.0, seed=0).double()
     std = smooth_field(SHAPE, 0.2, 1.0, seed=1).double()
     return GaussianDataDenoiser(schedule, mean, std), seeded_noise(SHAPE, [0, 1], "cpu").double()
@@ -44,7 +45,7 @@ def rms(a, b):
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_dpm_solver_15_beats_ddim_50_on_the_exact_gaussian_ode(prediction):
-    card = ddpm_card(prediction)
+    card = ddpm_scheduler(prediction)
     denoiser, noise = gaussian(card)
     exact = denoiser.exact_clean(noise, 999)
     ddim = sample(denoiser, noise, card, sampler="ddim", steps=50)
@@ -58,7 +59,7 @@ def test_dpm_solver_15_beats_ddim_50_on_the_exact_gaussian_ode(prediction):
 
 
 def test_rectified_flow_euler_and_dpm_converge_to_the_exact_end_point():
-    card = flow_card()
+    card = flow_scheduler()
     denoiser, noise = gaussian(card)
     exact = denoiser.exact_clean(noise, 1000)
     euler10, euler60 = (rms(sample(denoiser, noise, card, sampler="euler", steps=n), exact) for n in (10, 60))
@@ -68,7 +69,7 @@ def test_rectified_flow_euler_and_dpm_converge_to_the_exact_end_point():
 
 
 def test_timestep_spacings_are_descending_integers_from_the_noisiest():
-    schedule = NoiseSchedule.from_card(ddpm_card())
+    schedule = NoiseSchedule.from_scheduler(ddpm_scheduler())
     for spacing in ("time", "logsnr", "karras"):
         steps = timesteps_for(schedule, 15, spacing)
         assert steps[0] == 999 and steps[-1] == 0
@@ -76,7 +77,7 @@ def test_timestep_spacings_are_descending_integers_from_the_noisiest():
 
 
 def test_ddim_inversion_round_trip_converges_for_a_smooth_denoiser():
-    card = ddpm_card("v_prediction")
+    card = ddpm_scheduler("v_prediction")
     denoiser, _ = gaussian(card)
     latent = denoiser.mean + denoiser.std * torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))[None]
     errors = {}
@@ -172,7 +173,7 @@ def test_controlnet_residuals_enter_the_unet_with_their_scale():
 
 @pytest.mark.parametrize("sampler", ["dpm++2m", "ddim"])
 def test_progress_reports_every_step_and_cancel_stops_within_one(sampler):
-    card = ddpm_card()
+    card = ddpm_scheduler()
     denoiser, noise = gaussian(card)
     events = []
     sample(denoiser, noise, card, sampler=sampler, steps=6, progress=lambda *e: events.append(e))
@@ -191,7 +192,7 @@ def test_progress_reports_every_step_and_cancel_stops_within_one(sampler):
 
 def test_seeded_noise_and_sampling_are_deterministic_per_seed():
     unet = tiny_unet(cross_attention_dim=2)
-    card = ddpm_card("v_prediction")
+    card = ddpm_scheduler("v_prediction")
     cond = Conditioning(torch.tensor([[0.1, 0.9]]), "crossattn")
     first = sample(Denoiser(unet, cond), seeded_noise(SHAPE, [7], "cpu"), card, steps=5)
     again = sample(Denoiser(unet, cond), seeded_noise(SHAPE, [7], "cpu"), card, steps=5)
@@ -225,10 +226,10 @@ def test_device_and_precision_choices():
 
 
 def test_wrong_sampler_for_the_schedule_is_refused_clearly():
-    denoiser, noise = gaussian(ddpm_card())
+    denoiser, noise = gaussian(ddpm_scheduler())
     with pytest.raises(InputError, match="rectified flow"):
-        sample(denoiser, noise, ddpm_card(), sampler="euler", steps=5)
+        sample(denoiser, noise, ddpm_scheduler(), sampler="euler", steps=5)
     with pytest.raises(InputError, match="every training timestep"):
-        sample(denoiser, noise, ddpm_card(), sampler="ddpm", steps=50)
+        sample(denoiser, noise, ddpm_scheduler(), sampler="ddpm", steps=50)
     with pytest.raises(InputError, match="sampler must be one of"):
-        sample(denoiser, noise, ddpm_card(), sampler="heun", steps=5)
+        sample(denoiser, noise, ddpm_scheduler(), sampler="heun", steps=5)

@@ -5,6 +5,7 @@ schedule does not fit."""
 import pytest
 import torch
 
+from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.dpm_solver import first_order_step
@@ -16,8 +17,8 @@ from SynthMedLib.sampling.samplers import ddim_timesteps, sample
 from pipeline_fixtures import tiny_model
 
 SHAPE = (2, 6, 8, 6)
-CARD = {"scheduler": {"type": "ddpm", "num_train_timesteps": 1000, "prediction_type": "epsilon",
-                      "beta_schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0205}}
+SCHEDULER = Scheduler.parse({"type": "ddpm", "num_train_timesteps": 1000, "prediction_type": "epsilon",
+                             "beta_schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0205})
 
 
 class ToyDDIM(Sampler):
@@ -28,7 +29,7 @@ class ToyDDIM(Sampler):
     schedules = ("ddpm",)
 
     def timesteps(self, x):
-        self._timesteps = ddim_timesteps(self.config["num_train_timesteps"], self.steps)
+        self._timesteps = ddim_timesteps(self.scheduler.num_train_timesteps, self.steps)
         return self._timesteps
 
     def step(self, output, i, x):
@@ -46,7 +47,7 @@ def toy():
 
 
 def gaussian():
-    schedule = NoiseSchedule.from_card(CARD)
+    schedule = NoiseSchedule.from_scheduler(SCHEDULER)
     denoiser = GaussianDataDenoiser(schedule, smooth_field(SHAPE, -1.0, 1.0, seed=0).double(),
                                     smooth_field(SHAPE, 0.2, 1.0, seed=1).double())
     noise = torch.randn((1,) + SHAPE, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -56,11 +57,11 @@ def gaussian():
 def test_a_registered_sampler_runs_through_sample_with_progress(toy):
     denoiser, noise = gaussian()
     events = []
-    ours = sample(denoiser, noise, CARD, sampler="toy", steps=8, progress=lambda *e: events.append(e))
+    ours = sample(denoiser, noise, SCHEDULER, sampler="toy", steps=8, progress=lambda *e: events.append(e))
     assert denoiser.evaluations == 8
     assert events[0] == ("sampling", 0, 8) and events[-1] == ("sampling", 8, 8)
     # the same first-order update as MONAI's DDIM at eta 0, written independently
-    monai = sample(denoiser, noise, CARD, sampler="ddim", steps=8)
+    monai = sample(denoiser, noise, SCHEDULER, sampler="ddim", steps=8)
     assert torch.allclose(ours, monai, atol=1e-6)
     assert not torch.allclose(ours, noise, atol=1e-2)
 
@@ -75,16 +76,16 @@ def test_a_registered_sampler_is_used_by_generate_and_recorded(toy):
 
 
 def test_a_registered_sampler_is_refused_on_another_schedule_and_gone_once_removed(toy):
-    flow = {"scheduler": {"type": "rectified_flow", "num_train_timesteps": 1000}}
+    flow = Scheduler.parse({"type": "rectified_flow", "num_train_timesteps": 1000})
     denoiser, noise = gaussian()
     with pytest.raises(InputError, match="toy-ddim sampler integrates DDPM-type.*use .*euler"):
         sample(denoiser, noise, flow, sampler="toy-ddim", steps=4)
     with pytest.raises(InputError, match="toy-ddim sampler cannot be inverted"):
         from SynthMedLib.sampling.samplers import invert
 
-        invert(denoiser, noise, CARD, steps=4, sampler="toy-ddim")
+        invert(denoiser, noise, SCHEDULER, steps=4, sampler="toy-ddim")
     unregister(ToyDDIM.name)
     assert "toy-ddim" not in REGISTRY
     with pytest.raises(InputError, match="sampler must be one of"):
-        sample(denoiser, noise, CARD, sampler="toy-ddim", steps=4)
+        sample(denoiser, noise, SCHEDULER, sampler="toy-ddim", steps=4)
     register(ToyDDIM)  # for the fixture's clean-up

@@ -41,10 +41,10 @@ def main(argv=None):
     with torch.no_grad():
         for parameter in autoencoder.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.02)
-    latent = torch.randn((1, card.latent["channels"]) + tuple(reversed(card.latent["shape"])),
+    latent = torch.randn((1, card.latent.channels) + tuple(reversed(card.latent.shape)),
                          generator=torch.Generator().manual_seed(0))
     reach = decoder_reach(autoencoder, latent.shape[1])
-    print(f"{card.id} autoencoder widths {widths} (published {card.networks['autoencoder']['args'].get('channels')}),"
+    print(f"{card.id} autoencoder widths {widths} (published {card.networks['autoencoder'].channels}),"
           f" latent {tuple(latent.shape[2:])}, decoder reach {reach} latent voxels, tile {args.tile}"
           f" (+ halo {reach}); torch threads {args.threads}\n")
     print("| decode | wall s | peak RSS MB | peak vs whole | relative RMS vs whole |")

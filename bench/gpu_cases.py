@@ -13,7 +13,7 @@ from gpu_measure import GIB, free, is_oom, matmul_rate, measure, peak_after_fail
 from gpu_nets import flops_decode, flops_unet_step, sdpa_state, set_sdpa
 from SynthMedLib.sampling.decode import decode, decoder_reach
 from SynthMedLib.sampling.device import autocast, seeded_noise
-from SynthMedLib.sampling.noise_schedule import monai_scheduler, scheduler_config
+from SynthMedLib.sampling.noise_schedule import monai_scheduler
 from SynthMedLib.sampling.samplers import sample
 
 # SynthMed's default for DDPM-type cards: DPM-Solver++ 2M with this many steps
@@ -165,7 +165,7 @@ def case_decode(ctx, key, variants, reference=None):
 def monai_reference_loop(nets, noise, conditioning, steps, precision, device):
     """MONAI's reference: the BrainLDM bundle's sampler loop (MONAI's DDIMScheduler set to ``steps``,
     condition concatenated to the input and given as context, one UNet call per step, whole decode)."""
-    scheduler = monai_scheduler(scheduler_config(nets.card), "ddim")
+    scheduler = monai_scheduler(nets.card.scheduler, "ddim")
     scheduler.set_timesteps(steps)
     context = autocast(device, precision)
     image = noise
@@ -180,7 +180,7 @@ def monai_reference_loop(nets, noise, conditioning, steps, precision, device):
 
 def synthmed_sample(nets, noise, sampler, steps, precision, device):
     denoiser = nets.denoiser(1, device, precision)
-    latent = sample(denoiser, noise, nets.card, sampler=sampler, steps=steps)
+    latent = sample(denoiser, noise, nets.card.scheduler, sampler=sampler, steps=steps)
     return decode(nets.autoencoder, latent, nets.scale_factor, autocast=autocast(device, precision),
                   output_device="cpu")
 
@@ -228,7 +228,7 @@ def case_flow_sample(ctx, key, steps=None):
     """A whole rectified-flow sample (MAISI: the card's Euler steps through MONAI's RFlowScheduler,
     ControlNet on a label map, whole decode) per reduced precision."""
     nets = ctx.nets(key)
-    steps = steps or int(nets.card.scheduler.get("default_steps", 30))
+    steps = steps or nets.card.scheduler.default_steps
     steps = steps if not ctx.tiny else 3
     noise = seeded_noise(nets.latent_shape, [5], ctx.device)
     rows = []

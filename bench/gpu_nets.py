@@ -118,17 +118,17 @@ def build(key, device, tiny=False, seed=0):
         else:
             undo_zero_init(network)
         networks[name] = network.to(device).eval().requires_grad_(False)
-    latent = tuple(config["latent"] or card.latent["shape"])
+    latent = tuple(config["latent"] or card.latent.shape)
     factor = card.latent_downsampling
-    scale = card.latent.get("scale_factor", 1.0)
-    return Nets(key, card, networks, (int(card.latent["channels"]),) + latent, tuple(n * factor for n in latent),
+    scale = card.latent.scale_factor
+    return Nets(key, card, networks, (int(card.latent.channels),) + latent, tuple(n * factor for n in latent),
                 1.0 if scale == "checkpoint" else float(scale), channels)
 
 
 def load_shipped_weights(card, name, network):
     from safetensors.torch import load_file
 
-    spec = card.weights[card.networks[name]["weights"]]
+    spec = card.weights[card.networks[name].weights]
     network.load_state_dict(load_file(str(card.directory / spec["file"])))
 
 

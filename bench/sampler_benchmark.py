@@ -35,7 +35,7 @@ from SynthMedLib.sampling.decode import decode  # noqa: E402
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser  # noqa: E402
 from SynthMedLib.sampling.device import seeded_noise  # noqa: E402
 from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field  # noqa: E402
-from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler, scheduler_config  # noqa: E402
+from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler  # noqa: E402
 from SynthMedLib.sampling.samplers import sample  # noqa: E402
 
 
@@ -96,14 +96,14 @@ class Identity(torch.nn.Module):
 
 def build(card, scenario, widths):
     """(diffusion network taking (x, timesteps, context), autoencoder, condition vector, mode, exact)."""
-    mode = card.conditioning.get("mode", "none")
-    variables = card.conditioning.get("variables", [])
+    mode = card.conditioning.mode
+    variables = card.conditioning.variables
     values = {v["name"]: (v.get("default") if "default" in v else
                           (next(iter(v["values"])) if "values" in v else sum(v["range"]) / 2)) for v in variables}
     vector = condition_vectors(card, [values])
-    latent_shape = (card.latent["channels"],) + tuple(reversed(card.latent["shape"]))
+    latent_shape = (card.latent.channels,) + tuple(reversed(card.latent.shape))
     if scenario == "gaussian":
-        schedule = NoiseSchedule.from_card(card)
+        schedule = NoiseSchedule.from_scheduler(card.scheduler)
         mean = smooth_field(latent_shape, -1.0, 1.0, seed=0).double()
         std = smooth_field(latent_shape, 0.2, 1.0, seed=1).double()
         analytic = GaussianDataDenoiser(schedule, mean, std)
@@ -127,16 +127,15 @@ def build(card, scenario, widths):
 
 def run_scenario(card, scenario, widths, repeats):
     network, autoencoder, vector, mode, exact = build(card, scenario, widths)
-    latent_shape = (card.latent["channels"],) + tuple(reversed(card.latent["shape"]))
+    latent_shape = (card.latent.channels,) + tuple(reversed(card.latent.shape))
     dtype = torch.float64 if scenario == "gaussian" else torch.float32
     noise = seeded_noise(latent_shape, [0], "cpu").to(dtype)
-    scale = float(card.latent.get("scale_factor", 1.0)) if card.latent.get("scale_factor") != "checkpoint" else 1.0
-    config = scheduler_config(card)
+    scale = 1.0 if card.latent.scale_in_checkpoint else card.latent.scale_factor
 
     def monai_ddim(steps):
         from monai.inferers import LatentDiffusionInferer
 
-        scheduler = monai_scheduler(config, "ddim")
+        scheduler = monai_scheduler(card.scheduler, "ddim")
         scheduler.set_timesteps(steps)
         counted = Counted(network, concat=mode in ("concat", "both"))
         context = vector[:, None, :].to(dtype) if mode != "none" else None
@@ -149,7 +148,7 @@ def run_scenario(card, scenario, widths, repeats):
     def ours(sampler, steps):
         counted = Counted(network) if scenario == "gaussian" else network
         denoiser = Denoiser(counted, Conditioning(vector if mode != "none" else None, mode))
-        latent = sample(denoiser, noise, card, sampler=sampler, steps=steps)
+        latent = sample(denoiser, noise, card.scheduler, sampler=sampler, steps=steps)
         image = decode(autoencoder, latent, scale_factor=scale)
         return latent, image, denoiser.evaluations
 
@@ -179,7 +178,7 @@ def run_scenario(card, scenario, widths, repeats):
         latent_error = None if latent is None else float((latent - ref_latent).pow(2).mean().sqrt() / ref_latent.std())
         exact_error = None
         if exact is not None:  # identity decoder: the image is the latent
-            truth = exact.exact_clean(noise, NoiseSchedule.from_card(card).max_timestep)
+            truth = exact.exact_clean(noise, NoiseSchedule.from_scheduler(card.scheduler).max_timestep)
             exact_error = float((image - truth).pow(2).mean().sqrt() / truth.std())
         table.append((name, seconds, peak, evaluations, latent_error, image_error, exact_error))
     return table
@@ -211,14 +210,14 @@ def main(argv=None):
     card = load_card(args.model)
     widths = {"diffusion": [int(v) for v in args.unet_channels.split(",")],
               "autoencoder": [int(v) for v in args.ae_channels.split(",")]}
-    print(f"model {card.id}: latent {card.latent['shape']} x {card.latent['channels']}, "
-          f"{card.scheduler['prediction_type']}, conditioning {card.conditioning.get('mode')}; torch threads "
+    print(f"model {card.id}: latent {card.latent.shape} x {card.latent.channels}, "
+          f"{card.scheduler.prediction_type}, conditioning {card.conditioning.mode}; torch threads "
           f"{args.threads}")
     for scenario in args.scenario:
         title = {"gaussian": "exact Gaussian-data denoiser (smooth field, known ODE solution)",
                  "random": f"random weights, UNet widths {widths['diffusion']}, autoencoder widths "
-                           f"{widths['autoencoder']} (published: {card.networks['diffusion']['args'].get('channels')}"
-                           f", {card.networks['autoencoder']['args'].get('channels')})",
+                           f"{widths['autoencoder']} (published: {card.networks['diffusion'].channels}"
+                           f", {card.networks['autoencoder'].channels})",
                  "trained": "installed weights"}[scenario]
         print_table(f"{card.id}: {title}", run_scenario(card, scenario, widths, args.repeats))
 

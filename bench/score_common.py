@@ -93,7 +93,7 @@ def model_for(args, pipeline):
         torch.manual_seed(0)
         network = build_network(card, name)
         if not args.random_weights:
-            file_name = card.weights[card.networks[name]["weights"]]["file"]
+            file_name = card.weights[card.networks[name].weights]["file"]
             paths = [Path(d) / n for d in args.weights_dir for n in (f"{name}.safetensors",
                                                                      file_name)]
             path = next((p for p in paths if p.is_file()), None)

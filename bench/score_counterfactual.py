@@ -95,8 +95,7 @@ def main():
     rows.append(("cost: 1 target age / 5 target ages (one request each)",
                  f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = x{walls['5'][0] / walls['1'][0]:.2f} "
                  "(5 separate runs: x5)"))
-    guidance = args.guidance if args.guidance is not None else model.card["scheduler"].get(
-        "counterfactual_guidance", 1.0)
+    guidance = args.guidance if args.guidance is not None else model.card.scheduler.counterfactual_guidance
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
                              f"method {args.identity_method}; guidance {guidance:g}; volume course "
                              f"{course.name if course else 'none'}"))

@@ -2,7 +2,7 @@
 
     from SynthMedLib.cards import load_card, list_cards
     card = load_card("demo-brain")          # or a path to a card.json / a folder holding one
-    card.space["shape"], card.networks["diffusion"]["args"], card.conditioning["variables"]
+    card.space["shape"], card.networks["diffusion"].args, card.conditioning.variables, card.scheduler.default_steps
 """
 
 from SynthMedLib.cards.card import Card, validate

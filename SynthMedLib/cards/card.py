@@ -1,8 +1,11 @@
-"""A model card: a validated JSON document, read through a thin typed view.
+"""A model card: a validated JSON document, parsed once into typed sections.
 
-The card stays a plain dict underneath (``card.data``) so that it round-trips to JSON unchanged
-and so that provenance can record exactly what was used. Top-level sections are reachable as
-attributes (``card.space``, ``card.networks`` …) and by key (``card["space"]``).
+After schema validation, the sections the engine computes with are parsed into small dataclasses
+with their defaults (cards/sections.py): ``card.scheduler``, ``card.latent``,
+``card.conditioning`` and ``card.networks`` (name -> NetworkSpec). The other top-level fields
+(``card.id``, ``card.space``, ``card.outputs``, ``card.weights`` …) are read as written. The JSON
+document itself stays in ``card.data`` (``card["key"]`` reads it) so that the card round-trips
+unchanged and provenance records exactly what was used.
 """
 
 import copy
@@ -10,16 +13,12 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from SynthMedLib.cards.sections import CHANNEL_KEYS, Conditioning, Latent, NetworkSpec, Scheduler
 from SynthMedLib.errors import CardError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 SECTIONS = ("id", "version", "title", "description", "modality", "license", "citation", "source",
-            "notes", "space", "networks", "latent", "scheduler", "conditioning", "outputs",
-            "weights", "pipelines", "auxiliary")
-
-# Constructor-argument names differ between MONAI's core networks ("channels") and the MAISI
-# networks ("num_channels"); both spell the rest the same.
-CHANNEL_KEYS = ("channels", "num_channels")
+            "notes", "space", "outputs", "weights", "pipelines", "auxiliary")
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +33,10 @@ class Card:
         validate(data, where=str(directory) if directory else None)
         self.data = data
         self.directory = Path(directory) if directory else None
+        self.scheduler = Scheduler.parse(data["scheduler"])
+        self.latent = Latent.parse(data["latent"])
+        self.conditioning = Conditioning.parse(data.get("conditioning"))
+        self.networks = {name: NetworkSpec.parse(spec) for name, spec in data["networks"].items()}
 
     def __getattr__(self, name):
         if name in SECTIONS:
@@ -56,7 +59,7 @@ class Card:
 
     def network_args(self, name):
         """A copy of the constructor arguments of network ``name``."""
-        return copy.deepcopy(self.networks[name]["args"])
+        return copy.deepcopy(self.data["networks"][name]["args"])
 
     def networks_for(self, pipeline):
         """Network names that ``pipeline`` needs; a CardError if the card does not offer it."""
@@ -67,18 +70,16 @@ class Card:
         return list(needed)
 
     def variable(self, name):
-        for variable in self.conditioning["variables"]:
+        for variable in self.conditioning.variables:
             if variable["name"] == name:
                 return variable
-        known = ", ".join(v["name"] for v in self.conditioning["variables"]) or "none"
+        known = ", ".join(self.conditioning.names) or "none"
         raise CardError(f"model '{self.id}' has no conditioning variable '{name}' (it has: {known})")
 
     @property
     def latent_downsampling(self):
         """How many image voxels one latent voxel covers along each axis (2 per autoencoder level)."""
-        ae_args = self.networks["autoencoder"]["args"]
-        levels = len(_channels(ae_args))
-        return 2 ** (levels - 1)
+        return 2 ** (self.networks["autoencoder"].levels - 1)
 
 
 def _channels(args):

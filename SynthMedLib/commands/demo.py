@@ -106,7 +106,7 @@ def model_available(model_id="demo-brain"):
         card = load_card(model_id)
     except SynthMedError:
         return False
-    return all(find_weights(card, card.networks[name]["weights"]) is not None
+    return all(find_weights(card, card.networks[name].weights) is not None
                for name in card.networks_for("generate"))
 
 

@@ -36,7 +36,7 @@ def run(args):
     config = load_config(args.config)
     training = load_dataset(config["dataset"], card, progress=not args.no_progress)
     guidance = args.guidance if args.guidance is not None else float(
-        card["scheduler"].get("default_guidance", 1.0))
+        card.scheduler.default_guidance)
     result = evaluate(card, training, config["dataset"].get("cache_dir", "runs/cache"), guidance=guidance,
                       subjects=args.subjects, workers=args.workers, progress=not args.no_progress)
     run_root = config["run_dir"].rsplit("/", 1)[0]

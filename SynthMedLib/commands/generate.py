@@ -73,8 +73,8 @@ def run(args):
 
     # card-level refusals before any weights are read (or found missing)
     card = load_card(args.model)
-    check_guidance(card, card["scheduler"].get("default_guidance", 1.0) if args.guidance is None else args.guidance)
-    model = Model.from_card(args.model, device=args.device, needs="generate")
+    check_guidance(card, card.scheduler.default_guidance if args.guidance is None else args.guidance)
+    model = Model.from_card(card, device=args.device, needs="generate")
     samples = generate(model, conditions, count=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,
                        batch_size=args.batch_size, label_map=label_map, label_mapping=mapping,

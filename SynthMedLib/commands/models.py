@@ -96,24 +96,24 @@ def _info(args):
     lines += [f"  source     {s}" for s in sources]
     lines += [f"  space      {space['shape']} voxels at {space['spacing']} mm, {space['orientation']}, "
               f"template {space.get('template')}, intensity {space['intensity']['method']}",
-              f"  latent     {latent['channels']} x {latent['shape']}, scale factor {latent['scale_factor']}",
-              f"  scheduler  {scheduler['type']}, {scheduler['num_train_timesteps']} training steps, "
-              f"{scheduler.get('beta_schedule', '-')} [{scheduler.get('beta_start', '-')}, "
-              f"{scheduler.get('beta_end', '-')}], predicts {scheduler['prediction_type']}, "
-              f"default {scheduler.get('default_steps', '-')} steps",
-              f"  conditions {card.conditioning['mode']}"]
-    for variable in card.conditioning["variables"]:
+              f"  latent     {latent.channels} x {list(latent.shape)}, scale factor {latent.scale_factor}",
+              f"  scheduler  {scheduler.type}, {scheduler.num_train_timesteps} training steps, "
+              + ("" if scheduler.is_flow else f"{scheduler.beta_schedule} [{scheduler.beta_start}, "
+                 f"{scheduler.beta_end}], ")
+              + f"predicts {scheduler.prediction_type}, default {scheduler.default_steps} steps",
+              f"  conditions {card.conditioning.mode}"]
+    for variable in card.conditioning.variables:
         if "values" in variable:
             domain = "{" + ", ".join(variable["values"]) + "}"
         else:
             domain = f"{variable['range'][0]}..{variable['range'][1]} {variable.get('unit', '')}".strip()
         lines.append(f"             {variable['name']}: {domain}")
-    if card.conditioning.get("controlnet"):
-        lines.append(f"  controlnet input: {card.conditioning['controlnet']['input']}")
+    if card.conditioning.controlnet:
+        lines.append(f"  controlnet input: {card.conditioning.controlnet_input}")
     lines.append("  networks")
     for name, spec in card.networks.items():
-        lines.append(f"             {name}: {spec['class'].rsplit('.', 1)[-1]} "
-                     f"({_parameter_count(card, name)} parameters), weights '{spec['weights']}'")
+        lines.append(f"             {name}: {spec.class_name.rsplit('.', 1)[-1]} "
+                     f"({_parameter_count(card, name)} parameters), weights '{spec.weights}'")
     lines.append("  weights")
     for name, spec in card.weights.items():
         path = cache.find_weights(card, name)

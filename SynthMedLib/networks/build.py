@@ -10,6 +10,7 @@ import copy
 import importlib
 import math
 
+from SynthMedLib.cards.sections import CHANNEL_KEYS
 from SynthMedLib.errors import CardError
 
 ALLOWED_CLASSES = {
@@ -24,7 +25,6 @@ ALLOWED_CLASSES = {
     "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi":
         ("monai.apps.generation.maisi.networks.controlnet_maisi", "ControlNetMaisi"),
 }
-CHANNEL_KEYS = ("channels", "num_channels")
 
 
 def network_class(class_name):
@@ -71,8 +71,8 @@ def build_network(card, name, channels=None, device=None, **overrides):
         known = ", ".join(sorted(card.networks))
         raise CardError(f"model '{card.id}' has no network '{name}' (it has: {known})")
     spec = card.networks[name]
-    cls = network_class(spec["class"])
-    args = copy.deepcopy(spec["args"])
+    cls = network_class(spec.class_name)
+    args = card.network_args(name)
     if channels is not None:
         args = shrink_args(args, channels)
     args.update(overrides)
@@ -86,7 +86,7 @@ def build_network(card, name, channels=None, device=None, **overrides):
     try:
         return cls(**args)
     except (TypeError, ValueError) as error:
-        raise CardError(f"model '{card.id}': network '{name}' ({spec['class']}) rejects its "
+        raise CardError(f"model '{card.id}': network '{name}' ({spec.class_name}) rejects its "
                         f"arguments: {error}") from None
 
 

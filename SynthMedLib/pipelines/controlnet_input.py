@@ -15,8 +15,8 @@ from SynthMedLib.errors import CardError
 
 def age_channel_rule(card):
     """("gap", years per unit) or ("baseline", (min, max) of the age normalisation)."""
-    spec = card["conditioning"].get("controlnet")
-    if not spec or spec.get("input") != "baseline_latent_and_age":
+    spec = card.conditioning.controlnet
+    if card.conditioning.controlnet_input != "baseline_latent_and_age":
         raise CardError(f"model '{card['id']}' has no ControlNet input of the kind "
                         "'baseline_latent_and_age' that progression needs")
     rule = spec.get("age_channel")
@@ -28,7 +28,7 @@ def age_channel_rule(card):
             raise CardError(f"model '{card['id']}': an age channel holding the time gap needs "
                             "'divide_by' (years)")
         return "gap", float(rule["divide_by"])
-    age = next((v for v in card["conditioning"]["variables"] if v["name"] == "age"), None)
+    age = next((v for v in card.conditioning.variables if v["name"] == "age"), None)
     if age is None:
         raise CardError(f"model '{card['id']}' has no age variable to fill the ControlNet's "
                         "age channel")
@@ -49,7 +49,7 @@ def controlnet_condition(card, baseline_latent, baseline_age, target_ages):
         channel = torch.full_like(baseline_latent[:, :1], value)
         rows.append(torch.cat([baseline_latent, channel], dim=1))
     condition = torch.cat(rows)
-    expected = card["conditioning"]["controlnet"]["channels"]
+    expected = card.conditioning.controlnet["channels"]
     if condition.shape[1] != expected:
         raise CardError(f"the ControlNet input has {condition.shape[1]} channels, the card says "
                         f"{expected}")

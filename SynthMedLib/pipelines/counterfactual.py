@@ -69,9 +69,9 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
         raise InputError("give at least one target condition (e.g. --target-ages 70,80)")
     source = condition_values(card, source)
     targets = [condition_values(card, dict(source, **target)) for target in targets]
-    steps = int(steps or card["scheduler"].get("default_steps", 50))
+    steps = int(steps or card.scheduler.default_steps)
     guidance = float(guidance if guidance is not None else
-                     card["scheduler"].get("counterfactual_guidance", 1.0))
+                     card.scheduler.counterfactual_guidance)
     check_guidance(card, guidance)
     outside_change = float(COURSE_OUTSIDE_CHANGE if outside_change is None else outside_change)
     autoencoder = model.network("autoencoder")
@@ -95,7 +95,7 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     inversion_cached = noise is not None
     if noise is None:
         source_denoiser = _denoiser(model, card, [source])
-        noise = invert(source_denoiser, z0, card, steps=steps, progress=progress)
+        noise = invert(source_denoiser, z0, card.scheduler, steps=steps, progress=progress)
         if cache is not None:
             cache.put(key, noise)
     noise = noise.to(model.device)
@@ -105,7 +105,8 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     batch = [source] + targets
     latents = sample(_denoiser(model, card, batch, guidance),
                      noise.expand(len(batch), *noise.shape[1:]),
-                     card, sampler=deterministic_sampler(card), steps=steps, progress=progress)
+                     card.scheduler, sampler=deterministic_sampler(card.scheduler), steps=steps,
+                     progress=progress)
     timer.lap("regeneration")
 
     # 5. decode
@@ -129,7 +130,7 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     timer.lap("native")
 
     record = provenance(model, "counterfactual", source_conditions=source,
-                        sampler=deterministic_sampler(card), steps=steps, identity_method=identity_method,
+                        sampler=deterministic_sampler(card.scheduler), steps=steps, identity_method=identity_method,
                         guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
                         volume_course=None if volume_course is None else volume_course.name,
                         outside_change=None if volume_course is None else outside_change,
@@ -165,7 +166,7 @@ def _expected_volumes(course, source, targets, baseline_volumes):
 
 def _denoiser(model, card, conditions, guidance=1.0):
     vectors = condition_vectors(card, conditions).to(model.device)
-    mode = card["conditioning"]["mode"]
+    mode = card.conditioning.mode
     return Denoiser(model.network("diffusion"), Conditioning(vectors, mode), guidance=guidance)
 
 

@@ -27,7 +27,7 @@ COVARIATE_STREAM = 1  # SeedSequence([dataset seed, stream]) for the covariate d
 
 
 def card_variables(card) -> dict:
-    return {v["name"]: v for v in card["conditioning"].get("variables", [])}
+    return {v["name"]: v for v in card.conditioning.variables}
 
 
 def read_table(path: str | Path, card) -> list[dict]:

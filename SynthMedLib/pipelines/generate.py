@@ -58,11 +58,11 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
     dtype = model.precision(dtype)
     precision = autocast(run_on, dtype)
     progress = Progress.wrap(progress)
-    sampler = sampler_class(sampler or default_sampler(card)).name
-    steps = int(steps or sampler_class(sampler).default_steps or card["scheduler"].get("default_steps", 50))
-    check_sampler(card, sampler, steps)
+    sampler = sampler_class(sampler or default_sampler(card.scheduler)).name
+    steps = int(steps or sampler_class(sampler).default_steps or card.scheduler.default_steps)
+    check_sampler(card.scheduler, sampler, steps)
     # the guidance the authors published with (card scheduler.default_guidance), else none
-    guidance = float(card["scheduler"].get("default_guidance", 1.0) if guidance is None else guidance)
+    guidance = float(card.scheduler.default_guidance if guidance is None else guidance)
     check_guidance(card, guidance)
     if int(count) < 1:
         raise InputError("generate at least one sample (count >= 1)")
@@ -87,7 +87,7 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
                             guidance=guidance, controlnet=networks.get("controlnet") if controlnet_cond is not None
                             else None, autocast=precision)
         generator = torch.Generator(device=run_on).manual_seed(seeds[0])
-        latent = sample(denoiser, noise, card, sampler=sampler, steps=steps, eta=eta, generator=generator,
+        latent = sample(denoiser, noise, card.scheduler, sampler=sampler, steps=steps, eta=eta, generator=generator,
                         progress=progress)
         # latent -> decode (whole or tiled) -> image (+ label map)
         decoded = decode(networks["autoencoder"], crop_latent(latent, card), scale_factor=model.latent_scale,
@@ -138,25 +138,23 @@ def _model_grid(card, label_map, spacing):
 
 def _size_multiple(card):
     """Image sizes must survive the autoencoder's and the UNet's downsamplings."""
-    unet_args = card["networks"]["diffusion"]["args"]
-    levels = len(unet_args.get("channels") or unet_args.get("num_channels"))
-    return card.latent_downsampling * 2 ** (levels - 1)
+    return card.latent_downsampling * 2 ** (card.networks["diffusion"].levels - 1)
 
 
 def _latent_shape(card, grid):
-    channels = int(card["latent"]["channels"])
+    channels = card.latent.channels
     if card["space"].get("flexible_shape"):
         size, multiple = grid.GetSize(), _size_multiple(card)
         if any(n % multiple for n in size):
             raise InputError(f"model '{card['id']}' needs grid sizes divisible by {multiple}, got {size}")
         return (channels,) + network_shape(card, [n // card.latent_downsampling for n in size])
-    return (channels,) + network_shape(card, card["latent"]["shape"])
+    return (channels,) + network_shape(card, card.latent.shape)
 
 
 def _label_condition(card, label_map, label_mapping, grid, device, label_preset=None, envelope_image=None):
     """(ControlNet input (1, C, *network axes) or None, label array (z, y, x) on the model grid or None,
     how the body envelope came or None)."""
-    wants = ((card["conditioning"] or {}).get("controlnet") or {}).get("input") == "label_map"
+    wants = card.conditioning.controlnet_input == "label_map"
     if not wants:
         if label_map is not None:
             raise InputError(f"model '{card['id']}' is not conditioned on a label map")
@@ -170,7 +168,7 @@ def _label_condition(card, label_map, label_mapping, grid, device, label_preset=
     array = sitk.GetArrayFromImage(resampled).astype(np.int64)
     if not array.any():
         raise InputError("the label map has no labels inside the model grid")
-    channels = int(card["conditioning"]["controlnet"].get("channels", 8))
+    channels = int(card.conditioning.controlnet["channels"])
     # MAISI's binarize_labels: bit b of the label id in channel b.
     network_array = np.ascontiguousarray(to_network_axes(array, card))
     bits = torch.from_numpy(network_array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
@@ -178,9 +176,9 @@ def _label_condition(card, label_map, label_mapping, grid, device, label_preset=
 
 
 def _conditioning(card, vector, controlnet_cond, grid, batch, device):
-    section = card["conditioning"] or {}
+    section = card.conditioning
     unet_kwargs, controlnet_kwargs = {}, {}
-    extra = section.get("extra_inputs") or {}
+    extra = section.extra_inputs
     if "spacing_tensor" in extra:
         spacing = torch.tensor(grid.GetSpacing(), dtype=torch.float32) * float(extra["spacing_tensor"].get("scale", 1))
         unet_kwargs["spacing_tensor"] = spacing.expand(batch, -1).to(device)
@@ -188,14 +186,14 @@ def _conditioning(card, vector, controlnet_cond, grid, batch, device):
         spec = extra["class_labels"]
         code = torch.full((batch,), int(spec["values"][spec["default"]]), dtype=torch.long, device=device)
         unet_kwargs["class_labels"] = controlnet_kwargs["class_labels"] = code
-    mode = section.get("mode", "none")
+    mode = section.mode
     if mode not in ("none", "crossattn", "concat", "both", "class"):
         raise CardError(f"conditioning mode {mode!r} is not supported")
     return Conditioning(
         vector=vector.expand(batch, -1) if vector.numel() else None, mode=mode,
-        unconditional_value=float(section.get("unconditional_value", -1.0)),
+        unconditional_value=section.unconditional_value,
         controlnet_cond=None if controlnet_cond is None else controlnet_cond.expand(batch, -1, -1, -1, -1),
-        conditioning_scale=float(section.get("controlnet", {}).get("scale", 1.0)),
+        conditioning_scale=float((section.controlnet or {}).get("scale", 1.0)),
         unet_kwargs=unet_kwargs, controlnet_kwargs=controlnet_kwargs)
 
 

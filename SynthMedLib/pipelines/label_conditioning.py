@@ -42,7 +42,7 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "cards" / "label_presets"
 
 
 def _controlnet(card):
-    return ((card["conditioning"] or {}).get("controlnet") or {})
+    return (card.conditioning.controlnet or {})
 
 
 def body_label(card):

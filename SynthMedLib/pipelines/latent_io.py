@@ -16,21 +16,8 @@ import torch
 from SynthMedLib.errors import CardError, InputError
 
 
-def card_section(card, name, default=None):
-    value = card.get(name) if hasattr(card, "get") else getattr(card, name, None)
-    return default if value is None else value
-
-
-def scale_factor(card):
-    value = card_section(card, "latent", {}).get("scale_factor", 1.0)
-    if value == "checkpoint":
-        raise CardError("this card stores its latent scale factor in the checkpoint; load it "
-                        "with the weights before encoding")
-    return float(value)
-
-
 def network_axes(card):
-    return card_section(card, "space", {}).get("array_axes", "zyx")
+    return card.space.get("array_axes", "zyx")
 
 
 def to_network_axes(array, card):
@@ -56,10 +43,7 @@ def image_to_tensor(model_image, card, device="cpu"):
 
 
 def _latent_shapes(card):
-    latent = card_section(card, "latent", {})
-    unet = network_shape(card, latent["shape"])
-    codec = latent.get("autoencoder_shape")
-    return unet, (unet if codec is None else network_shape(card, codec))
+    return network_shape(card, card.latent.shape), network_shape(card, card.latent.codec_shape)
 
 
 def _pad_slices(small, large):
@@ -68,13 +52,13 @@ def _pad_slices(small, large):
 
 
 @torch.no_grad()
-def encode(autoencoder, image, card, scale=None):
+def encode(autoencoder, image, card, scale):
     """The latent of a (B, 1, D, H, W) model-space image: the posterior mean, scaled.
 
     MONAI's ``encode_stage_2_inputs`` draws a sample from the posterior; the mean keeps the
     counterfactual deterministic (the same scan always gives the same answer)."""
     z_mu, _ = autoencoder.encode(image)
-    z = z_mu * (scale_factor(card) if scale is None else scale)
+    z = z_mu * scale
     unet_shape, codec_shape = _latent_shapes(card)
     if tuple(z.shape[2:]) != codec_shape:
         raise CardError(f"the autoencoder produced a latent of shape {tuple(z.shape[2:])}, the "
@@ -101,7 +85,7 @@ def split_outputs(decoded, card):
     id (background 0 included) after it; the label map is their argmax."""
     decoded = from_network_axes(decoded.float().cpu(), card).contiguous()
     images = decoded[:, 0].numpy()
-    labels_spec = card_section(card, "outputs", {}).get("labels")
+    labels_spec = card.outputs.get("labels")
     if not labels_spec or decoded.shape[1] == 1:
         return images, None
     segments = labels_spec["segments"]
@@ -129,7 +113,7 @@ def condition_values(card, conditions):
     """The card's variables filled from ``conditions``, defaults for the rest; raw values."""
     values = {}
     missing = []
-    for variable in card_section(card, "conditioning", {}).get("variables", []):
+    for variable in card.conditioning.variables:
         name = variable["name"]
         if name in conditions and conditions[name] is not None:
             values[name] = conditions[name]
@@ -146,14 +130,14 @@ def condition_values(card, conditions):
 def condition_vectors(card, condition_list):
     """(B, V) normalised condition vectors, checked against each variable's range/values."""
     rows = []
-    section = card_section(card, "conditioning", {})
+    section = card.conditioning
     for conditions in condition_list:
         values = condition_values(card, conditions)
         row = []
-        for variable in section.get("variables", []):
+        for variable in section.variables:
             row.append(_normalise(variable, values[variable["name"]]))
-        if section.get("class_codes"):
-            row = [_class_code(section["class_codes"], values)]
+        if section.class_codes:
+            row = [_class_code(section.class_codes, values)]
         rows.append(row)
     return torch.tensor(rows, dtype=torch.float32)
 

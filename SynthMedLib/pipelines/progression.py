@@ -68,8 +68,8 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     names = [f"year-{y:g}" for y in years]
     draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
         "latent_average_m", DEFAULT_DRAWS))
-    steps = int(steps or card["scheduler"].get("default_steps", 50))
-    sampler = sampler or default_sampler(card)
+    steps = int(steps or card.scheduler.default_steps)
+    sampler = sampler or default_sampler(card.scheduler)
     autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
 
     # 1. baseline -> its brain -> model space
@@ -95,10 +95,10 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     batch_vectors = vectors.repeat_interleave(draws, dim=0)
     noise = seeded_noise(tuple(z_base.shape[1:]), [seed + d for d in range(draws)], model.device)
     noise = noise.repeat(len(points), *([1] * (noise.ndim - 1)))
-    denoiser = Denoiser(unet, Conditioning(batch_vectors, card["conditioning"]["mode"],
+    denoiser = Denoiser(unet, Conditioning(batch_vectors, card.conditioning.mode,
                                            controlnet_cond=batch_condition),
                         controlnet=model.network("controlnet"))
-    latents = sample(denoiser, noise, card, sampler=sampler, steps=steps, progress=progress)
+    latents = sample(denoiser, noise, card.scheduler, sampler=sampler, steps=steps, progress=progress)
     timer.lap("sampling")
 
     # 4. latent average stabilisation, then decode
@@ -138,5 +138,5 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
 
 def _as_conditions(card, volumes):
     """The expected volumes that the card takes as conditioning variables (by name)."""
-    names = {v["name"] for v in card["conditioning"]["variables"]}
+    names = set(card.conditioning.names)
     return {k: v for k, v in volumes.items() if k in names}

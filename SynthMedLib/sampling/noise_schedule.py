@@ -10,53 +10,26 @@ from dataclasses import dataclass
 
 import torch
 
+from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import CardError
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-SCHEDULE_TYPES = ("ddpm", "rectified_flow")
 
-
-def scheduler_config(card):
-    """The card's ``scheduler`` section as a plain dict (cards may be dicts or card objects)."""
-    section = card["scheduler"] if isinstance(card, dict) else card.scheduler
-    config = dict(section)
-    kind = config.get("type", "ddpm")
-    if kind not in SCHEDULE_TYPES:
-        raise CardError(f"scheduler.type must be one of {SCHEDULE_TYPES}, not {kind!r}")
-    config["type"] = kind
-    prediction = config.get("prediction_type", "v_prediction" if kind == "rectified_flow" else "epsilon")
-    if prediction not in PREDICTION_TYPES:
-        raise CardError(f"scheduler.prediction_type must be one of {PREDICTION_TYPES}, not {prediction!r}")
-    if kind == "rectified_flow" and prediction != "v_prediction":
-        raise CardError("a rectified-flow scheduler predicts the velocity: prediction_type must be v_prediction")
-    config["prediction_type"] = prediction
-    config.setdefault("num_train_timesteps", 1000)
-    return config
-
-
-def monai_scheduler(config, name=None, **overrides):
+def monai_scheduler(scheduler: Scheduler, name=None, **overrides):
     """A MONAI scheduler for the card's schedule: ``name`` is ddpm | ddim | rflow (default from type)."""
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
 
-    name = name or ("rflow" if config["type"] == "rectified_flow" else "ddim")
-    if config["type"] == "rectified_flow":
+    name = name or ("rflow" if scheduler.is_flow else "ddim")
+    if scheduler.is_flow:
         if name != "rflow":
             raise CardError(f"the {name} sampler needs a DDPM-type schedule; this card is rectified flow")
-        args = {k: config[k] for k in ("use_discrete_timesteps", "use_timestep_transform", "base_img_size_numel",
-                                        "transform_scale", "spatial_dim") if k in config}
-        args.update(overrides)
-        return RFlowScheduler(num_train_timesteps=config["num_train_timesteps"], **args)
+        args = dict(scheduler.rflow_options, **overrides)
+        return RFlowScheduler(num_train_timesteps=scheduler.num_train_timesteps, **args)
     if name == "rflow":
         raise CardError("the rectified-flow Euler sampler needs a rectified-flow card")
-    args = dict(
-        num_train_timesteps=config["num_train_timesteps"],
-        schedule=config.get("beta_schedule", "linear_beta"),
-        prediction_type=config["prediction_type"],
-        # Latents are not bounded to [-1, 1]: clipping x0 would change the ODE.
-        clip_sample=config.get("clip_sample", False),
-    )
+    args = dict(num_train_timesteps=scheduler.num_train_timesteps, schedule=scheduler.beta_schedule,
+                prediction_type=scheduler.prediction_type, clip_sample=scheduler.clip_sample)
     if args["schedule"] in ("linear_beta", "scaled_linear_beta", "sigmoid_beta"):
-        args.update(beta_start=config.get("beta_start", 1e-4), beta_end=config.get("beta_end", 2e-2))
+        args.update(beta_start=scheduler.beta_start, beta_end=scheduler.beta_end)
     args.update(overrides)
     return (DDPMScheduler if name == "ddpm" else DDIMScheduler)(**args)
 
@@ -72,15 +45,15 @@ class NoiseSchedule:
     num_train_timesteps: int
 
     @classmethod
-    def from_card(cls, card):
-        config = scheduler_config(card)
-        steps = config["num_train_timesteps"]
-        if config["type"] == "rectified_flow":
+    def from_scheduler(cls, scheduler: Scheduler) -> "NoiseSchedule":
+        """The schedule of a card's typed ``scheduler`` section."""
+        steps = scheduler.num_train_timesteps
+        if scheduler.is_flow:
             # MONAI's RFlowScheduler.add_noise: x_t = (1 - t/T) x0 + (t/T) eps, for t in 0..T.
             s = torch.arange(0, steps + 1, dtype=torch.float64) / steps
             return cls(1.0 - s, s, "v_prediction", "rectified_flow", steps)
-        abar = monai_scheduler(config, "ddpm").alphas_cumprod.to(torch.float64)
-        return cls(abar.sqrt(), (1.0 - abar).sqrt(), config["prediction_type"], "ddpm", steps)
+        abar = monai_scheduler(scheduler, "ddpm").alphas_cumprod.to(torch.float64)
+        return cls(abar.sqrt(), (1.0 - abar).sqrt(), scheduler.prediction_type, "ddpm", steps)
 
     @property
     def max_timestep(self):

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import torch
 
+from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import InputError
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 from SynthMedLib.sampling.progress import Progress
@@ -34,26 +35,26 @@ class Sampler:
     invertible: ClassVar[bool] = False
     default_steps: ClassVar[int | None] = None  # None: the card's scheduler.default_steps
 
-    def __init__(self, schedule: NoiseSchedule, config: dict, steps: int, eta: float = 0.0,
+    def __init__(self, schedule: NoiseSchedule, scheduler: Scheduler, steps: int, eta: float = 0.0,
                  generator: torch.Generator | None = None, spacing: str = "logsnr"):
-        self.schedule = schedule
-        self.config = config
+        self.schedule = schedule    # alpha(t), sigma(t), x0/eps conversion
+        self.scheduler = scheduler  # the card's typed scheduler section
         self.steps = int(steps)
         self.eta = eta
         self.generator = generator
         self.spacing = spacing
 
     @classmethod
-    def check(cls, config: dict, steps: int) -> None:
+    def check(cls, scheduler: Scheduler, steps: int) -> None:
         """Raise InputError when this sampler cannot run ``steps`` steps on this schedule."""
-        kind = config["type"]
+        kind = scheduler.type
         if kind not in cls.schedules:
             usable = ", ".join(n for n, c in REGISTRY.items() if kind in c.schedules)
             raise InputError(f"the {cls.name} sampler integrates "
                              f"{' or '.join(SCHEDULE_NAMES[s] for s in cls.schedules)} models; "
                              f"this model is {SCHEDULE_NAMES[kind]}: use {usable}")
-        if not 1 <= int(steps) <= config["num_train_timesteps"]:
-            raise InputError(f"steps must be between 1 and {config['num_train_timesteps']}, "
+        if not 1 <= int(steps) <= scheduler.num_train_timesteps:
+            raise InputError(f"steps must be between 1 and {scheduler.num_train_timesteps}, "
                              f"not {steps}")
 
     def timesteps(self, x: torch.Tensor) -> list:

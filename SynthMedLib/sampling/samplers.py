@@ -11,7 +11,8 @@ import torch
 
 from SynthMedLib.errors import InputError
 from SynthMedLib.sampling.dpm_solver import SPACINGS, dpm_2m_update, first_order_step, timesteps_for
-from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler, scheduler_config
+from SynthMedLib.cards.sections import Scheduler
+from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler
 from SynthMedLib.sampling.sampler_base import (REGISTRY, Sampler, register, run, sampler_class,
                                                sampler_name)
 
@@ -29,11 +30,11 @@ def ddim_timesteps(num_train_timesteps, steps):
     return [num_train_timesteps - 1 - i * stride for i in range(steps)]
 
 
-def rflow_timesteps(config, steps, latent):
+def rflow_timesteps(scheduler, steps, latent):
     """MONAI's RFlowScheduler timesteps (shifted by the latent's size when the card says so)."""
-    scheduler = monai_scheduler(config, "rflow")
-    scheduler.set_timesteps(steps, input_img_size_numel=int(torch.tensor(latent.shape[2:]).prod()))
-    return scheduler.timesteps.tolist()
+    monai = monai_scheduler(scheduler, "rflow")
+    monai.set_timesteps(steps, input_img_size_numel=int(torch.tensor(latent.shape[2:]).prod()))
+    return monai.timesteps.tolist()
 
 
 class FirstOrderInverse:
@@ -70,8 +71,8 @@ class DPMSolver2M(Sampler):
     def timesteps(self, x):
         if self.spacing not in SPACINGS:
             raise InputError(f"spacing must be one of {SPACINGS}, not {self.spacing!r}")
-        if self.config["type"] == "rectified_flow":
-            self._timesteps = [float(t) for t in rflow_timesteps(self.config, self.steps, x)]
+        if self.scheduler.is_flow:
+            self._timesteps = [float(t) for t in rflow_timesteps(self.scheduler, self.steps, x)]
         else:
             self._timesteps = timesteps_for(self.schedule, self.steps, self.spacing)
         self._previous = (None, None)
@@ -92,7 +93,7 @@ class MonaiStepper(Sampler):
     monai_name = ""
 
     def _scheduler(self):
-        scheduler = monai_scheduler(self.config, self.monai_name)
+        scheduler = monai_scheduler(self.scheduler, self.monai_name)
         scheduler.set_timesteps(self.steps)
         self._monai = scheduler
         return scheduler
@@ -108,7 +109,7 @@ class DDIM(FirstOrderInverse, MonaiStepper):
 
     def timesteps(self, x):
         self._scheduler()
-        self._timesteps = ddim_timesteps(self.config["num_train_timesteps"], self.steps)
+        self._timesteps = ddim_timesteps(self.scheduler.num_train_timesteps, self.steps)
         return self._timesteps
 
     def step(self, output, i, x):
@@ -126,12 +127,12 @@ class DDPM(MonaiStepper):
     monai_name = "ddpm"
 
     @classmethod
-    def check(cls, config, steps):
-        super().check(config, steps)
-        if int(steps) != config["num_train_timesteps"]:
+    def check(cls, scheduler, steps):
+        super().check(scheduler, steps)
+        if int(steps) != scheduler.num_train_timesteps:
             # MONAI's DDPMScheduler steps the posterior t -> t-1: only right over every timestep.
             raise InputError(f"the ddpm sampler runs every training timestep "
-                             f"({config['num_train_timesteps']} steps); for fewer steps use ddim "
+                             f"({scheduler.num_train_timesteps} steps); for fewer steps use ddim "
                              "with eta=1 (ancestral) or dpm++2m")
 
     def timesteps(self, x):
@@ -153,7 +154,7 @@ class RectifiedFlowEuler(FirstOrderInverse, MonaiStepper):
     monai_name = "rflow"
 
     def timesteps(self, x):
-        scheduler = monai_scheduler(self.config, "rflow")
+        scheduler = monai_scheduler(self.scheduler, "rflow")
         scheduler.set_timesteps(self.steps, input_img_size_numel=int(torch.tensor(x.shape[2:]).prod()))
         self._monai = scheduler
         self._timesteps = scheduler.timesteps.tolist()
@@ -166,19 +167,19 @@ class RectifiedFlowEuler(FirstOrderInverse, MonaiStepper):
         return x
 
 
-def default_sampler(card):
-    return "euler" if scheduler_config(card)["type"] == "rectified_flow" else "dpm++2m"
+def default_sampler(scheduler: Scheduler) -> str:
+    return "euler" if scheduler.is_flow else "dpm++2m"
 
 
-def deterministic_sampler(card):
-    """The first registered invertible sampler for the card's schedule (DDIM; Euler for rectified
+def deterministic_sampler(scheduler: Scheduler) -> str:
+    """The first registered invertible sampler for the schedule (DDIM; Euler for rectified
     flow): the one ``invert`` reverses and the counterfactual regenerates with."""
-    kind = scheduler_config(card)["type"]
-    return next(name for name, cls in REGISTRY.items() if cls.invertible and kind in cls.schedules)
+    return next(name for name, cls in REGISTRY.items()
+                if cls.invertible and scheduler.type in cls.schedules)
 
 
-def check_sampler(card, sampler, steps):
-    sampler_class(sampler).check(scheduler_config(card), steps)
+def check_sampler(scheduler: Scheduler, sampler: str, steps: int) -> None:
+    sampler_class(sampler).check(scheduler, steps)
 
 
 def check_guidance(card, guidance):
@@ -188,39 +189,38 @@ def check_guidance(card, guidance):
     no one trained; a model without condition variables has nothing to guide."""
     if float(guidance) == 1.0:
         return
-    section = card["conditioning"] or {}
-    if not section.get("variables"):
-        raise InputError(f"model '{card['id']}' has no conditions to guide: leave --guidance at 1")
-    if section.get("classifier_free_guidance") is False:
-        raise InputError(f"model '{card['id']}' was trained with its conditions always given (no "
+    if not card.conditioning.variables:
+        raise InputError(f"model '{card.id}' has no conditions to guide: leave --guidance at 1")
+    if not card.conditioning.classifier_free_guidance:
+        raise InputError(f"model '{card.id}' was trained with its conditions always given (no "
                          f"condition dropout), so it has no unconditional prediction and "
                          f"classifier-free guidance is not valid for it: leave --guidance at 1 "
                          f"(got {guidance:g})")
 
 
-def sample(denoiser, noise, card, sampler="dpm++2m", steps=20, eta=0.0, spacing="logsnr", generator=None,
-           progress=None, schedule=None):
-    """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent.
+def sample(denoiser, noise, scheduler: Scheduler, sampler="dpm++2m", steps=20, eta=0.0,
+           spacing="logsnr", generator=None, progress=None, schedule=None):
+    """Integrate from ``noise`` (the latent at the noisiest timestep) to a clean latent, on the
+    schedule of a card's ``scheduler`` section.
 
     ``sampler``: a registered name or alias. ``spacing`` (dpm++2m only): logSNR-uniform by
     default; on the exact Gaussian-data ODE (evaluate/gaussian_data.py) it is ~10x more accurate at 15 steps
     than time-uniform, whose last step jumps across most of the log-SNR range. ``eta``: DDIM
     noise. ``generator``: for ddpm / eta > 0. ``schedule``: the card's NoiseSchedule if at hand."""
     cls = sampler_class(sampler)
-    config = scheduler_config(card)
-    cls.check(config, steps)
-    schedule = schedule or NoiseSchedule.from_card(card)
-    runner = cls(schedule, config, steps, eta=eta, generator=generator, spacing=spacing)
+    cls.check(scheduler, steps)
+    schedule = schedule or NoiseSchedule.from_scheduler(scheduler)
+    runner = cls(schedule, scheduler, steps, eta=eta, generator=generator, spacing=spacing)
     return run(runner, denoiser, noise, progress)
 
 
-def invert(denoiser, latent, card, steps=50, progress=None, schedule=None, sampler=None):
-    """The noise that ``sample(..., sampler=deterministic_sampler(card), steps=steps)`` under the
-    same conditions maps back to ``latent`` (``sampler``: another invertible one)."""
-    cls = sampler_class(sampler or deterministic_sampler(card))
+def invert(denoiser, latent, scheduler: Scheduler, steps=50, progress=None, schedule=None,
+           sampler=None):
+    """The noise that ``sample(..., sampler=deterministic_sampler(scheduler), steps=steps)`` under
+    the same conditions maps back to ``latent`` (``sampler``: another invertible one)."""
+    cls = sampler_class(sampler or deterministic_sampler(scheduler))
     if not cls.invertible:
         raise InputError(f"the {cls.name} sampler cannot be inverted")
-    config = scheduler_config(card)
-    cls.check(config, steps)
-    schedule = schedule or NoiseSchedule.from_card(card)
-    return run(cls(schedule, config, steps), denoiser, latent, progress, inverse=True)
+    cls.check(scheduler, steps)
+    schedule = schedule or NoiseSchedule.from_scheduler(scheduler)
+    return run(cls(schedule, scheduler, steps), denoiser, latent, progress, inverse=True)

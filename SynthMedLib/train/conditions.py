@@ -23,7 +23,7 @@ def normalise(variable, value):
 
 def condition_vector(card, conditions):
     """(V,) float32 tensor for one subject: ``conditions`` maps variable name -> raw value."""
-    variables = card["conditioning"]["variables"]
+    variables = card.conditioning.variables
     return torch.tensor([normalise(v, conditions[v["name"]]) for v in variables],
                         dtype=torch.float32)
 

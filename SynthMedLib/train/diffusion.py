@@ -8,20 +8,15 @@ The noise schedule, its prediction type and the forward process are MONAI's DDPM
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.networks.schedulers import DDPMScheduler
 
 from SynthMedLib.train.conditions import condition_vector, drop_conditions
 
 
 def scheduler_from_card(card):
-    spec = card["scheduler"]
-    args = {"num_train_timesteps": spec["num_train_timesteps"],
-            "prediction_type": spec["prediction_type"],
-            "schedule": spec.get("beta_schedule", "linear_beta"),
-            "clip_sample": spec.get("clip_sample", False)}
-    if "beta_start" in spec:
-        args.update(beta_start=spec["beta_start"], beta_end=spec["beta_end"])
-    return DDPMScheduler(**args)
+    """MONAI's DDPMScheduler of the card's schedule (the same one the samplers read)."""
+    from SynthMedLib.sampling.noise_schedule import monai_scheduler
+
+    return monai_scheduler(card.scheduler, "ddpm")
 
 
 def noised(scheduler, latents, generator):

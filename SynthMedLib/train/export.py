@@ -37,7 +37,7 @@ def export_network(card_path, network_name, state_dict, card_updates=None, metad
 
 def load_shipped(card, network_name, module):
     """Load the card's exported weights for ``network_name`` into ``module`` (from beside the card)."""
-    entry = card["weights"][card["networks"][network_name]["weights"]]
+    entry = card.weights[card.networks[network_name].weights]
     path = Path(card.directory) / entry["file"]
     if not path.exists():
         raise WeightsError(f"{path} does not exist: train and export the {network_name} first")

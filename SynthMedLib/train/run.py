@@ -40,7 +40,7 @@ def _latents(card, data, config, dist, progress):
     (keyed by the autoencoder's sha256) and the scale factor that gives the latents unit variance."""
     from SynthMedLib.train.autoencoder import encode_dataset
     from SynthMedLib.train.diffusion import Latents
-    sha = card["weights"][card["networks"]["autoencoder"]["weights"]]["sha256"] or "unset"
+    sha = card.weights[card.networks["autoencoder"].weights]["sha256"] or "unset"
     path = data.folder / f"latents-{sha[:16]}.npz"
     if dist.is_main and not path.exists():
         autoencoder = load_shipped(card, "autoencoder", _network(card, "autoencoder", 0))

@@ -22,7 +22,7 @@ def load_state_dict(card, weights_name, path=None):
     from SynthMedLib.weights.safe_load import read_checkpoint
 
     card = load_card(card)
-    users = [n for n, spec in card.networks.items() if spec["weights"] == weights_name]
+    users = [n for n, spec in card.networks.items() if spec.weights == weights_name]
     if not users:
         raise WeightsError(f"no network of model '{card.id}' uses weights '{weights_name}'")
     path = path or cache.find_weights(card, weights_name)

@@ -8,7 +8,7 @@ from SynthMedLib.weights.download import download
 
 def _weights_names(card, pipeline=None):
     if pipeline:
-        return list(dict.fromkeys(card.networks[n]["weights"] for n in card.networks_for(pipeline)))
+        return list(dict.fromkeys(card.networks[n].weights for n in card.networks_for(pipeline)))
     return list(card.weights)
 
 
@@ -104,7 +104,7 @@ def _check_architecture(card, weights_name, path):
 
     checkpoint = read_checkpoint(path)
     for network_name, spec in card.networks.items():
-        if spec["weights"] != weights_name:
+        if spec.weights != weights_name:
             continue
         # The meta device gives every parameter's shape without allocating memory, so verifying
         # a 2 GB UNet costs a file read, not a second copy of the model.

@@ -15,7 +15,7 @@ LISTED = 6  # how many offending keys an error message names
 
 def weights_path(card, name):
     """The existing weights file of network ``name``; a WeightsError saying where we looked."""
-    weights_key = card.networks[name]["weights"]
+    weights_key = card.networks[name].weights
     path = cache.find_weights(card, weights_key)
     if path is None:
         looked = ", ".join(str(p) for p in cache.candidate_paths(card, weights_key))
@@ -28,7 +28,7 @@ def weights_path(card, name):
 
 def state_dict_for(card, name, network, checkpoint, where):
     """Convert ``checkpoint`` per the card's declared format into a state dict for ``network``."""
-    spec = card.weights[card.networks[name]["weights"]]
+    spec = card.weights[card.networks[name].weights]
     fmt, key = spec["format"], spec.get("key")
     if fmt == "maisi":
         state = maisi_state_dict(checkpoint, key=key, where=where)

@@ -66,7 +66,7 @@ def _which_weights(card, path, candidates):
     checkpoint = read_checkpoint(path)  # never unpickles code
     fits, reasons = [], []
     for slot in candidates:
-        users = [n for n, spec in card.networks.items() if spec["weights"] == slot]
+        users = [n for n, spec in card.networks.items() if spec.weights == slot]
         try:
             for network_name in users:
                 # meta device: every parameter's name and shape, no memory for the values

@@ -32,11 +32,10 @@ def estimate_bytes(card, pipeline, batch=1):
     names = card.networks_for(pipeline)
     weights = sum(_parameters(card, name) for name in names) * BYTES
     image_voxels = math.prod(card.space["shape"])
-    latent_voxels = math.prod(card.latent["shape"])
+    latent_voxels = math.prod(card.latent.shape)
     activations = 0
     for name in names:
-        args = card.networks[name]["args"]
-        channels = args.get("channels") or args.get("num_channels") or [64]
+        channels = card.networks[name].channels
         if name == "autoencoder":
             # decoding dominates: the decoder's first levels run at full image resolution
             activations = max(activations, _widest_level(channels, image_voxels) * LIVE_MAPS * BYTES * batch)

@@ -35,7 +35,7 @@ def describe(card):
         "origin": "shipped" if is_shipped(card.id) else "user", "status": state, "missing": missing,
         "downloadable": all(card.weights[name].get("url") for name in missing),
         "sizeBytes": sum(sizes) if sizes and all(sizes) else None,
-        "pipelines": sorted(card.pipelines), "conditioning": card.conditioning,
+        "pipelines": sorted(card.pipelines), "conditioning": card.data["conditioning"],
         "segments": ((card.get("outputs") or {}).get("labels") or {}).get("segments", []),
         "labelCondition": _label_conditioned(card),
         # label presets (e.g. totalsegmentator) and the body-envelope id the label map should hold
@@ -46,7 +46,7 @@ def describe(card):
 
 def _label_conditioned(card):
     # MAISI-style ControlNets take a label map (segmentation) as their condition.
-    controlnet = (card.conditioning or {}).get("controlnet") or {}
+    controlnet = card.conditioning.controlnet or {}
     return "label" in str(controlnet.get("input", "")).lower() or "segmentation" in str(controlnet.get("input", ""))
 
 
