@@ -44,7 +44,7 @@ def test_outputs_overlay_the_input_and_all_targets_run_as_one_batch(scan):
     before = sitk.GetArrayFromImage(scan).copy()
     series = counterfactual(model, scan, SOURCE, [{"age": 70}, {"age": 80}, {"age": 90}],
                             cache=InversionCache())
-    steps = model.card["scheduler"]["default_steps"]
+    steps = model.card.scheduler.default_steps
     # inversion: batch 1; regeneration: reconstruction + 3 targets together
     assert recorder.batches == [1] * steps + [4] * steps
     assert [r.name for r in series.results] == ["age-70", "age-80", "age-90"]
@@ -63,7 +63,7 @@ def test_outputs_overlay_the_input_and_all_targets_run_as_one_batch(scan):
 def test_inversion_is_cached_per_scan_and_conditions(scan, tmp_path):
     model = tiny_model()
     recorder = BatchRecorder(model.networks["diffusion"])
-    steps = model.card["scheduler"]["default_steps"]
+    steps = model.card.scheduler.default_steps
     cache = InversionCache(tmp_path)
     first = counterfactual(model, scan, SOURCE, [{"age": 80}], cache=cache)
     assert len(recorder.batches) == 2 * steps and not first.provenance["inversion_cached"]
@@ -164,7 +164,7 @@ def test_guidance_doubles_the_regeneration_batch_and_is_recorded(scan):
     recorder = BatchRecorder(model.networks["diffusion"])
     series = counterfactual(model, scan, SOURCE, [{"age": 80}], cache=InversionCache(),
                             guidance=2.5)
-    steps = model.card["scheduler"]["default_steps"]
+    steps = model.card.scheduler.default_steps
     # the inversion stays unguided; the regeneration runs conditional + unconditional together
     assert recorder.batches == [1] * steps + [4] * steps
     assert series.provenance["guidance"] == 2.5

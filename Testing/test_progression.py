@@ -31,7 +31,7 @@ def test_progression_batches_time_points_and_draws_and_overlays_the_baseline(bas
         lambda _, args, kwargs: seen.append(kwargs["controlnet_cond"].clone()), with_kwargs=True)
     before = sitk.GetArrayFromImage(baseline).copy()
     series = progression(model, baseline, COVARIATES, [1, 5], draws=3, seed=7)
-    steps = model.card["scheduler"]["default_steps"]
+    steps = model.card.scheduler.default_steps
     assert len(seen) == steps and seen[0].shape[0] == 3 * 3  # (t0, +1, +5) x 3 draws
     age_channel = seen[0][:, -1].flatten(1)[:, 0]
     assert torch.allclose(age_channel, torch.tensor([0.0] * 3 + [1 / 45] * 3 + [5 / 45] * 3))

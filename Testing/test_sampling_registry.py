@@ -9,7 +9,7 @@ from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.dpm_solver import first_order_step
-from SynthMedLib.sampling.gaussian_data import GaussianDataDenoiser, smooth_field
+from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 from SynthMedLib.sampling.sampler_base import REGISTRY, Sampler, register, unregister
 from SynthMedLib.sampling.samplers import ddim_timesteps, sample

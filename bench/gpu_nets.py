@@ -179,7 +179,7 @@ def flops_decode(nets, device_hint, batch=1):
     from gpu_measure import count_flops
 
     # MAISI's fp16 group norms need autocast, which meta tensors do not get; FLOPs are the same without.
-    plain = {"norm_float16": False} if "norm_float16" in nets.card.networks["autoencoder"]["args"] else {}
+    plain = {"norm_float16": False} if "norm_float16" in nets.card.networks["autoencoder"].args else {}
     with torch.device("meta"):
         decoder = build_network(nets.card, "autoencoder", channels=nets.channels.get("autoencoder"),
                                 device=device_hint, **plain)
