@@ -37,6 +37,13 @@ def common_arguments(description):
     parser.add_argument("--identity-method", "--identity", dest="identity_method", default="deformation",
                         choices=("deformation", "deformation+residual", "intensity", "none"),
                         help="how outputs keep the input's detail (compare the three)")
+    parser.add_argument("--head", action="store_true",
+                        help="skull-on inputs: subjects rendered with scalp and skull "
+                        "(render(head=True)) on a grid 24 mm larger on every side; the pipeline "
+                        "extracts the brain itself (brain extraction auto) and pastes its result "
+                        "into the head. The scores are the same, inside the brain")
+    parser.add_argument("--skip-cost", action="store_true",
+                        help="leave out the 1-vs-5-targets cost rows")
     parser.add_argument("--out", default=None, help="write the table and a JSON of every number")
     return parser
 
@@ -53,12 +60,15 @@ def held_out_cases(count, seed=0):
     return cases
 
 
-def native_grid(spacing):
+def native_grid(spacing, head=False):
     """An oblique LPS grid (rotated 12/-8/10 degrees) covering the head: neither the model's
-    spacing nor its orientation, so that registration and the way back are exercised."""
+    spacing nor its orientation, so that registration and the way back are exercised. ``head``:
+    room for the scalp and skull too."""
+    from SynthMedLib.cohort.head import HEAD_MARGIN_MM
+
     direction = np.asarray(sitk.Euler3DTransform((0, 0, 0), math.radians(12), math.radians(-8),
                                                  math.radians(10)).GetMatrix()).reshape(3, 3)
-    extent = np.array([176.0, 212.0, 176.0])
+    extent = np.array([176.0, 212.0, 176.0]) + (2 * HEAD_MARGIN_MM if head else 0.0)
     size = [int(round(e / spacing)) for e in extent]
     grid = sitk.Image(size, sitk.sitkFloat32)
     grid.SetSpacing([spacing] * 3)
@@ -68,9 +78,10 @@ def native_grid(spacing):
     return grid
 
 
-def rendered(subject, age, grid):
-    """The cohort's truth on ``grid``: (image in scanner-like units, labels, volumes)."""
-    r = render(subject, min(float(age), 95.0), grid=grid)
+def rendered(subject, age, grid, head=False):
+    """The cohort's truth on ``grid``: (image in scanner-like units, labels, volumes); ``head``:
+    with scalp and skull."""
+    r = render(subject, min(float(age), 95.0), grid=grid, head=head)
     return r.image * 1000.0, r.labels, r.volumes
 
 
@@ -157,13 +168,26 @@ def print_table(title, rows, out=None):
     return text
 
 
+def outside_change(series, native_input, result):
+    """Largest |output - input| beyond the dilated brain mask (the paste's reach); None when the
+    scan was not brain-extracted."""
+    if series.brain_mask is None:
+        return None
+    from SynthMedLib.pipelines.whole_head import paste_weight
+
+    beyond = sitk.GetArrayViewFromImage(paste_weight(series.brain_mask)) == 0
+    change = np.abs(sitk.GetArrayViewFromImage(result.image)
+                    - sitk.GetArrayViewFromImage(sitk.Cast(native_input, sitk.sitkFloat32)))
+    return float(change[beyond].max())
+
+
 def score_series(subject, baseline_age, native_input, input_labels, input_volumes, series,
-                 target_ages, grid, stash):
+                 target_ages, grid, stash, head=False):
     """Per-target records of one subject's series against the cohort truth; keeps the images for
     the identity metric in ``stash[offset] = [(output, truth, mask)]``."""
     records = []
     for result, age in zip(series.results, target_ages):
-        truth, truth_labels, truth_volumes = rendered(subject, age, grid)
+        truth, truth_labels, truth_volumes = rendered(subject, age, grid, head)
         mask = brain_mask(input_labels, truth_labels)
         error_model = brain_mae(result.image, truth, mask)
         error_none = brain_mae(native_input, truth, mask)
@@ -179,7 +203,10 @@ def score_series(subject, baseline_age, native_input, input_labels, input_volume
                   "ventricles_predicted_change_ml": predicted,
                   "ventricles_change_relative_error": relative, "ventricles_sign_right": sign,
                   "mae_model": error_model, "mae_no_change": error_none,
-                  "mae_ratio": error_model / error_none}
+                  "mae_ratio": error_model / error_none,
+                  "outside_brain_max_change": outside_change(series, native_input, result),
+                  "brain_mask_ml": (series.provenance.get("brain_extraction") or {}).get(
+                      "mask_ml")}
         if expected is not None:
             # The auxiliary model's predicted factor, applied to the true baseline volume: it is
             # scored on its own, not through the diffusion model's label maps.
@@ -208,6 +235,13 @@ def summary_rows(records, stash):
         ("identity: closest to own truth", ", ".join(f"+{k:g} y: {100 * v:.0f} %"
                                                       for k, v in identity.items()) or "n/a"),
     ]
+    outside = [r["outside_brain_max_change"] for r in records
+               if r.get("outside_brain_max_change") is not None]
+    if outside:
+        masks = [r["brain_mask_ml"] for r in records]
+        rows.append(("skull on: brain mask (deepbet) / change beyond the dilated mask",
+                     f"{min(masks):.0f}-{max(masks):.0f} mL / largest |output - input| "
+                     f"{max(outside):g} (goal 0)"))
     auxiliary = [r["auxiliary_change_relative_error"] for r in records
                  if "auxiliary_change_relative_error" in r]
     if auxiliary:

@@ -43,7 +43,7 @@ def main():
     args = parser.parse_args()
     model, weights = model_for(args, "counterfactual")
     course = VolumeCourse.load(args.volume_course) if args.volume_course else None
-    grid = native_grid(args.spacing)
+    grid = native_grid(args.spacing, args.head)
     offsets = [float(v) for v in args.offsets.split(",")]
     print(f"model {model.card['id']} ({weights}); native grid {grid.GetSize()} at "
           f"{args.spacing} mm, oblique")
@@ -52,14 +52,14 @@ def main():
     for subject in held_out_cases(args.subjects):
         start = time.perf_counter()
         baseline = subject.baseline_age
-        native_input, input_labels, input_volumes = rendered(subject, baseline, grid)
+        native_input, input_labels, input_volumes = rendered(subject, baseline, grid, args.head)
         ages = [baseline + o for o in offsets if baseline + o <= 95.0]
         series = counterfactual(model, native_input, conditions(subject, baseline),
                                 [{"age": a} for a in ages], steps=args.steps,
                                 identity_method=args.identity_method, cache=InversionCache(),
                                 guidance=args.guidance, volume_course=course)
         records += score_series(subject, baseline, native_input, input_labels, input_volumes,
-                                series, ages, grid, stash)
+                                series, ages, grid, stash, args.head)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
               f"{len(ages)} targets in {time.perf_counter() - start:.0f} s")
     rows, identity = summary_rows(records, stash)
@@ -67,8 +67,8 @@ def main():
     # Reversibility: 60 -> 80 -> 60.
     reversibility = []
     for subject in held_out_cases(args.reversibility_subjects):
-        at60, labels60, _ = rendered(subject, 60.0, grid)
-        at80, labels80, _ = rendered(subject, 80.0, grid)
+        at60, labels60, _ = rendered(subject, 60.0, grid, args.head)
+        at80, labels80, _ = rendered(subject, 80.0, grid, args.head)
         mask = brain_mask(labels60, labels80)
         there = counterfactual(model, at60, conditions(subject, 60.0), [{"age": 80.0}],
                                steps=args.steps, identity_method=args.identity_method, cache=InversionCache(),
@@ -78,28 +78,32 @@ def main():
                               guidance=args.guidance, volume_course=course).results[0].image
         reversibility.append({"seed": subject.seed, "mae_back_vs_input": brain_mae(back, at60, mask),
                               "mae_true_20y_change": brain_mae(at80, at60, mask)})
-    rows.append(("reversibility 60->80->60: MAE back vs input",
-                 f"{mean([r['mae_back_vs_input'] for r in reversibility]):.2f} (true 60->80 "
-                 f"change: {mean([r['mae_true_20y_change'] for r in reversibility]):.2f})"))
+    if reversibility:
+        rows.append(("reversibility 60->80->60: MAE back vs input",
+                     f"{mean([r['mae_back_vs_input'] for r in reversibility]):.2f} (true 60->80 "
+                     f"change: {mean([r['mae_true_20y_change'] for r in reversibility]):.2f})"))
 
     # Cost: five target ages in one request vs one.
     subject = held_out_cases(1)[0]
-    scan, _, _ = rendered(subject, 60.0, grid)
+    scan, _, _ = rendered(subject, 60.0, grid, args.head)
     walls = {}
-    for count, ages in (("1", [80.0]), ("5", [65.0, 70.0, 75.0, 80.0, 85.0])):
+    for count, ages in () if args.skip_cost else (("1", [80.0]), ("5", [65.0, 70.0, 75.0, 80.0,
+                                                                        85.0])):
         start = time.perf_counter()
         series = counterfactual(model, scan, conditions(subject, 60.0), [{"age": a} for a in ages],
                                 steps=args.steps, cache=InversionCache(), guidance=args.guidance,
                                 volume_course=course)
         walls[count] = (time.perf_counter() - start, series.timings)
-    rows.append(("cost: 1 target age / 5 target ages (one request each)",
-                 f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = x{walls['5'][0] / walls['1'][0]:.2f} "
-                 "(5 separate runs: x5)"))
+    if walls:
+        rows.append(("cost: 1 target age / 5 target ages (one request each)",
+                     f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "
+                     f"x{walls['5'][0] / walls['1'][0]:.2f} (5 separate runs: x5)"))
     guidance = args.guidance if args.guidance is not None else model.card.scheduler.counterfactual_guidance
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; identity "
                              f"method {args.identity_method}; guidance {guidance:g}; volume course "
                              f"{course.name if course else 'none'}"))
-    print_table("Counterfactual aging: scored against the cohort", rows, args.out)
+    print_table("Counterfactual aging: scored against the cohort"
+                + (" (skull-on inputs)" if args.head else ""), rows, args.out)
     write_json(args.out, "counterfactual_scores.json",
                {"records": records, "identity": identity, "reversibility": reversibility,
                 "cost": {k: {"wall_s": v[0], "stages_s": v[1]} for k, v in walls.items()},

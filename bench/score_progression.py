@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--auxiliary-only", action="store_true",
                         help="score only the volume course against the truth (no diffusion model)")
     args = parser.parse_args()
-    grid = native_grid(args.spacing)
+    grid = native_grid(args.spacing, args.head)
     offsets = [float(v) for v in args.offsets.split(",")]
     course = VolumeCourse.load(args.volume_course) if args.volume_course else None
     if args.fit_volume_course:
@@ -54,33 +54,36 @@ def main():
     for subject in held_out_cases(args.subjects):
         start = time.perf_counter()
         baseline = subject.baseline_age
-        scan, labels, volumes = rendered(subject, baseline, grid)
+        scan, labels, volumes = rendered(subject, baseline, grid, args.head)
         years = [o for o in offsets if baseline + o <= 95.0]
         series = progression(model, scan, {"age": baseline, "sex": subject.sex,
                                            "diagnosis": subject.diagnosis}, years,
                              draws=args.draws, steps=args.steps, identity_method=args.identity_method,
                              volume_course=course)
         records += score_series(subject, baseline, scan, labels, volumes, series,
-                                [baseline + y for y in years], grid, stash)
+                                [baseline + y for y in years], grid, stash, args.head)
         print(f"  subject {subject.seed} {subject.sex} {subject.diagnosis} {baseline:.1f} y: "
               f"{len(years)} follow-ups in {time.perf_counter() - start:.0f} s")
     rows, identity = summary_rows(records, stash)
 
     subject = held_out_cases(1)[0]
-    scan, _, _ = rendered(subject, subject.baseline_age, grid)
+    scan, _, _ = rendered(subject, subject.baseline_age, grid, args.head)
     covariates = {"age": subject.baseline_age, "sex": subject.sex, "diagnosis": subject.diagnosis}
     walls = {}
-    for count, years in (("1", [5.0]), ("5", [1.0, 2.0, 3.0, 4.0, 5.0])):
+    for count, years in () if args.skip_cost else (("1", [5.0]), ("5", [1.0, 2.0, 3.0, 4.0,
+                                                                         5.0])):
         start = time.perf_counter()
         series = progression(model, scan, covariates, years, draws=args.draws, steps=args.steps,
                              identity_method=args.identity_method, volume_course=course)
         walls[count] = (time.perf_counter() - start, series.timings)
-    rows.append(("cost: 1 follow-up / 5 follow-ups (one request each)",
-                 f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "
-                 f"x{walls['5'][0] / walls['1'][0]:.2f}"))
+    if walls:
+        rows.append(("cost: 1 follow-up / 5 follow-ups (one request each)",
+                     f"{walls['1'][0]:.1f} s / {walls['5'][0]:.1f} s = "
+                     f"x{walls['5'][0] / walls['1'][0]:.2f}"))
     rows.insert(0, ("model", f"{model.card['id']} {model.card['version']}: {weights}; draws "
                              f"{series.provenance.get('draws')}, steps {series.provenance['steps']}"))
-    print_table("Disease progression: scored against the cohort", rows, args.out)
+    print_table("Disease progression: scored against the cohort"
+                + (" (skull-on inputs)" if args.head else ""), rows, args.out)
     write_json(args.out, "progression_scores.json",
                {"records": records, "identity": identity, "weights": weights,
                 "cost": {k: {"wall_s": v[0], "stages_s": v[1]} for k, v in walls.items()},

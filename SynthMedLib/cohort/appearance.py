@@ -37,12 +37,16 @@ def bias_field(seed, reference, field_grid):
     return np.exp(sitk.GetArrayFromImage(on_reference))
 
 
-def t1_image(fractions, residual, seed, age, reference, field_grid, noise=True):
+def t1_image(fractions, residual, seed, age, reference, field_grid, noise=True, outside=None):
     """The T1 array on ``reference`` (Z, Y, X) from the fraction arrays of vent/csf/gm/wm;
-    ``noise=False`` leaves out the Rician noise (the anatomy and bias field stay)."""
+    ``noise=False`` leaves out the Rician noise (the anatomy and bias field stay); ``outside``:
+    T1 levels added outside the brain (head.py's scalp and skull), under the same bias field and
+    noise."""
     mu = tissue_intensities(seed)
     csf = fractions["ventricles"] + fractions["csf"]
     clean = csf * mu["csf"] + fractions["gm"] * mu["gm"] + fractions["wm"] * mu["wm"] + residual
+    if outside is not None:
+        clean = clean + outside
     biased = np.clip(clean, 0.0, None) * bias_field(seed, reference, field_grid)
     if not noise:
         return biased.astype(np.float32)

@@ -8,8 +8,8 @@ from SynthMedLib.cohort.bids import write_rendering, write_tables
 def _render_and_write(job):
     from SynthMedLib.cohort.renderer import render
 
-    root, subject, age, spacing = job
-    rendering = render(subject, age, spacing)
+    root, subject, age, spacing, head = job
+    rendering = render(subject, age, spacing, head=head)
     write_rendering(root, rendering)
     return subject, age, rendering.volumes
 
@@ -21,12 +21,13 @@ def _init_worker():
     torch.set_num_threads(1)
 
 
-def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True):
+def render_to_folder(root, subjects, ages, spacing=3.0, workers=1, progress=True, head=False):
     """Render every subject at every age into ``root``; returns [(subject, age, volumes)].
-    ``ages=None``: each subject once, at its own baseline age (a cross-sectional sample)."""
+    ``ages=None``: each subject once, at its own baseline age (a cross-sectional sample);
+    ``head``: with scalp and skull (render's ``head``)."""
     from tqdm import tqdm
 
-    jobs = [(str(root), s, float(a), float(spacing)) for s in subjects
+    jobs = [(str(root), s, float(a), float(spacing), bool(head)) for s in subjects
             for a in (ages if ages is not None else [s.baseline_age])]
     os.makedirs(root, exist_ok=True)
     bar = tqdm(total=len(jobs), desc="render cohort", unit="scan", disable=not progress)

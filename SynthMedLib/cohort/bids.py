@@ -49,6 +49,7 @@ def sidecar(rendering):
         "Diagnosis": subject.diagnosis, "BaselineAge": subject.baseline_age, "Age": rendering.age,
         "DiseaseOnsetAge": None if onset == float("inf") else round(onset, 2),
         "ConfiguredRatesPercentPerYear": subject.rates, "Volumes_mL": rendering.volumes,
+        "SkullOn": rendering.head,
     }
 
 

@@ -43,3 +43,18 @@ def model_grid(spacing=3.0):
     image.SetDirection(MNI_DIRECTION)
     image.SetOrigin(tuple(float(v) for v in origin_lps))
     return image
+
+
+def head_grid(spacing=3.0, margin_mm=None):
+    """The model grid's box grown by ``margin_mm`` (default: room for skull and scalp, see
+    head.py) on every side, at ``spacing`` mm: where a subject rendered with its head fits."""
+    from SynthMedLib.cohort.head import HEAD_MARGIN_MM
+
+    brain = model_grid(spacing)
+    margin = HEAD_MARGIN_MM if margin_mm is None else float(margin_mm)
+    extra = int(math.ceil(margin / brain.GetSpacing()[0]))
+    image = sitk.Image([n + 2 * extra for n in brain.GetSize()], sitk.sitkFloat32)
+    image.SetSpacing(brain.GetSpacing())
+    image.SetDirection(brain.GetDirection())
+    image.SetOrigin(brain.TransformIndexToPhysicalPoint([-extra] * 3))
+    return image

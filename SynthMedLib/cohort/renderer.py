@@ -13,7 +13,8 @@ import SimpleITK as sitk
 from SynthMedLib.cohort import appearance, fields
 from SynthMedLib.cohort.aging import log_volume_factors
 from SynthMedLib.cohort.aging_fields import aging_velocity
-from SynthMedLib.cohort.grid import BOX_CENTRE_RAS, model_grid
+from SynthMedLib.cohort.grid import BOX_CENTRE_RAS, head_grid, model_grid
+from SynthMedLib.cohort.head import head_layers
 from SynthMedLib.cohort.subject import Subject
 from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS, label_array, measure_volumes, tissue_fractions
 from SynthMedLib.errors import InputError
@@ -28,6 +29,7 @@ class Rendering:
     image: sitk.Image  # float32 T1
     labels: sitk.Image  # uint8: 0 background, 1 ventricles, 2 other CSF, 3 GM, 4 WM
     volumes: dict  # ventricles_ml, csf_ml (other CSF), gm_ml, wm_ml, measured from ``labels``
+    head: bool = False  # rendered with scalp and skull (head.py)
 
 
 def _check_grid(grid):
@@ -54,18 +56,24 @@ def pullback_transforms(subject, age):
     return sitk.CompositeTransform([aging, anatomy, scaling]), sitk.CompositeTransform([anatomy, scaling])
 
 
-def render(subject, age, spacing=3.0, grid=None, noise=True):
+def render(subject, age, spacing=3.0, grid=None, noise=True, head=False):
     """``subject`` at ``age`` on the model grid at ``spacing`` mm, or on any reference ``grid``;
-    ``noise=False``: without the scanner noise (e.g. an autoencoder's noise floor)."""
+    ``noise=False``: without the scanner noise (e.g. an autoencoder's noise floor); ``head=True``:
+    with scalp and skull around the brain (head.py), by default on the larger head grid. The
+    labels and volumes are the brain's either way."""
     if not isinstance(subject, Subject):
         raise InputError("render needs a SynthMedLib.cohort.Subject")
-    reference = model_grid(spacing) if grid is None else _check_grid(grid)
+    if grid is not None:
+        reference = _check_grid(grid)
+    else:
+        reference = head_grid(spacing) if head else model_grid(spacing)
     fractions, residual = tissue_fractions(reference, *pullback_transforms(subject, age))
     labels = sitk.GetImageFromArray(label_array(fractions))
     labels.CopyInformation(reference)
+    outside = head_layers(1.0 - fractions["background"], reference, subject.seed) if head else None
     t1 = appearance.t1_image(fractions, residual, subject.seed, float(age), reference,
-                             fields.field_grid(), noise=noise)
+                             fields.field_grid(), noise=noise, outside=outside)
     image = sitk.GetImageFromArray(t1)
     image.CopyInformation(reference)
     return Rendering(subject=subject, age=float(age), image=image, labels=labels,
-                     volumes=measure_volumes(labels))
+                     volumes=measure_volumes(labels), head=bool(head))

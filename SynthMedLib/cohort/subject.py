@@ -25,7 +25,7 @@ SEX_SCALE = {"M": 1.0175, "F": 1.0 / 1.0175}
 HEAD_SCALE_SD = 0.02  # individual variation, log-normal, clipped at 2 SD
 
 _STREAMS = {"sex": 1, "diagnosis": 2, "age": 3, "head": 4, "warp": 5, "rates": 6, "onset": 7,
-            "contrast": 8, "bias": 9, "noise": 10}
+            "contrast": 8, "bias": 9, "noise": 10, "skull": 11}
 
 
 def rng(seed, stream, *extra):

@@ -16,6 +16,10 @@ def register(subparsers):
                         "'baseline': each subject once at its own baseline age (a cross-sectional sample)")
     parser.add_argument("--spacing", type=float, default=3.0, help="voxel size in mm, 1-4 (default 3)")
     parser.add_argument("--diagnosis", default="mixed", choices=["CN", "MCI", "AD", "mixed"])
+    parser.add_argument("--head", action="store_true",
+                        help="render each subject with scalp and skull around the brain, on a "
+                        "larger grid (a skull-on T1 as a scanner gives it; labels and volumes are "
+                        "the brain's)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=run)
@@ -52,6 +56,7 @@ def run(args):
         print(f"synthmed: note: seeds {args.seed}..{args.seed + args.n - 1} mix training subjects "
               f"with held-out ones (>= {HELD_OUT_SEED})", file=sys.stderr)
     subjects = population(args.n, args.seed, args.diagnosis)
-    rows = render_to_folder(args.out, subjects, ages, args.spacing, workers=args.workers)
+    rows = render_to_folder(args.out, subjects, ages, args.spacing, workers=args.workers,
+                            head=args.head)
     print(f"wrote {len(rows)} renderings of {len(subjects)} subjects to {args.out}")
     return 0
