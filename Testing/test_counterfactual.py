@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
-from SynthMedLib.pipelines.identity import transfer_scaled_change
+from SynthMedLib.pipelines.identity import scaled_change_field
 from SynthMedLib.pipelines.inversion_cache import InversionCache
 
 from pipeline_fixtures import tiny_model, write_tiny_model
@@ -197,9 +197,9 @@ def test_the_change_kept_away_from_the_ventricles_reaches_the_identity_transfer(
 
     def recording(*args, outside=1.0, **kwargs):
         seen.append(outside)
-        return transfer_scaled_change(*args, outside=outside, **kwargs)
+        return scaled_change_field(*args, outside=outside, **kwargs)
 
-    monkeypatch.setattr(back_to_native, "transfer_scaled_change", recording)
+    monkeypatch.setattr(back_to_native, "scaled_change_field", recording)
     course = VolumeCourse({"CN": {"ventricles_ml": 0.05}}, name="test-course")
     cache, model = InversionCache(), tiny_model()
     for outside in (None, 0.25):

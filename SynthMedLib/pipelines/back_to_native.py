@@ -13,11 +13,25 @@ is the reconstruction's moved with the image, so image, labels and volumes stay 
 ``outside_change`` (0..1) is how much of the model's change away from that structure is kept.
 """
 
-import SimpleITK as sitk
+import os
+from concurrent.futures import ThreadPoolExecutor
 
-from SynthMedLib.pipelines.identity import transfer_change, transfer_scaled_change
+import SimpleITK as sitk
+import torch
+
+from SynthMedLib.pipelines.identity import (change_field, residual_to_native, scaled_change_field,
+                                            transfer_change, warp_native)
 from SynthMedLib.pipelines.latent_io import array_to_image
+from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_columns
+
+# "batched": every target's field estimated at once (SimpleITK releases the GIL: one thread per
+# target), then one warp for all targets (native_warp.py, torch) where the model runs on a GPU;
+# on a CPU, SimpleITK's resampling, measured faster there than torch's grid_sample
+# (bench/interactive_latency.py). "per-target": the original path, one target after the other,
+# kept for the side-by-side benchmark and as the reference of Testing/test_native_warp.py.
+ENGINES = ("batched", "per-target")
+DEFAULT_ENGINE = "batched"
 
 
 def reference_volumes(labels, card, mapping):
@@ -26,8 +40,15 @@ def reference_volumes(labels, card, mapping):
 
 
 def back_to_native(image, mapping, space, card, images, labels, targets, names, identity_method, progress,
-                   expected=None, scaled_by="ventricles_ml", outside_change=1.0):
-    """(one TargetResult per target, the reconstruction's volumes) on ``image``'s grid."""
+                   expected=None, scaled_by="ventricles_ml", outside_change=1.0, on_result=None,
+                   device=None, engine=None):
+    """(one TargetResult per target, the reconstruction's volumes) on ``image``'s grid.
+
+    ``on_result(index, result)`` is called as soon as each target is complete (the worker streams
+    it to the Slicer panel); ``device``: where the batched warp runs (the model's device)."""
+    engine = engine or DEFAULT_ENGINE
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     grid = space.grid()
     reconstruction = array_to_image(images[0], grid)
     voxel_ml = mapping.model_voxel_ml()
@@ -35,26 +56,70 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     label_id = {column: i for i, column in volume_columns(card)}.get(scaled_by)
     scaled = (expected is not None and identity_method.startswith("deformation") and labels is not None
               and label_id is not None)
-    results = []
-    for i, (target, name) in enumerate(zip(targets, names), start=1):
+    reference_labels = (array_to_image(labels[0], grid, sitk.sitkUInt8) if labels is not None
+                        else None)
+
+    def model_space_change(i):
+        """(model-space field or None, native output or None, model-space residual or None,
+        model-space labels or None, sidecar) of target i (1-based row of ``images``)."""
         progress.check()
-        target_image, sidecar = array_to_image(images[i], grid), {}
+        target_image = array_to_image(images[i], grid)
         if scaled and expected[i - 1] is not None:
-            output, moved, scale, reached = transfer_scaled_change(
-                image, mapping, reconstruction, target_image,
-                array_to_image(labels[0], grid, sitk.sitkUInt8), label_id,
-                expected[i - 1][scaled_by] / voxel_ml, outside=outside_change)
-            target_labels = sitk.GetArrayFromImage(moved)
-            sidecar["change_scaled_to"] = {"volume": scaled_by, "scale": round(scale, 4),
-                                           "reached": reached}
-        else:
+            field, moved, scale, reached = scaled_change_field(
+                reconstruction, target_image, reference_labels, label_id,
+                expected[i - 1][scaled_by] / voxel_ml, outside=outside_change,
+                side_by_side=engine != "per-target")
+            sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),
+                                            "reached": reached}}
+            return field, None, None, sitk.GetArrayFromImage(moved), sidecar
+        target_labels = None if labels is None else labels[i]
+        if engine == "per-target" or not identity_method.startswith("deformation"):
             output, _ = transfer_change(image, mapping, reconstruction, target_image, identity_method)
-            target_labels = None if labels is None else labels[i]
+            return None, output, None, target_labels, {}
+        field, residual = change_field(reconstruction, target_image, identity_method)
+        return field, None, residual, target_labels, {}
+
+    def finish(i, output, target_labels, sidecar):
+        target, name = targets[i - 1], names[i - 1]
         result = TargetResult(name, target, output, difference=sitk.Subtract(output, native_input))
         if target_labels is not None:
-            result.labels = mapping.labels_to_native(array_to_image(target_labels, grid,
-                                                                    sitk.sitkUInt8))
+            result.labels = native_labels[i - 1] if native_labels else mapping.labels_to_native(
+                array_to_image(target_labels, grid, sitk.sitkUInt8))
             result.volumes = label_volumes(target_labels, card, voxel_ml)
         result.sidecar = {"target_conditions": target, "name": name, **sidecar}
-        results.append(result)
+        if on_result is not None:
+            on_result(i - 1, result)
+        return result
+
+    rows = range(1, len(targets) + 1)
+    native_labels = None
+    if engine == "per-target":
+        results = []
+        for i in rows:
+            field, output, _, target_labels, sidecar = model_space_change(i)
+            if field is not None:
+                output = warp_native(native_input, mapping, field)
+            results.append(finish(i, output, target_labels, sidecar))
+        return results, reference_volumes(labels, card, mapping)
+
+    workers = max(1, min(len(targets), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        changes = list(pool.map(model_space_change, rows))
+    progress.check()
+    gpu = device is not None and torch.device(device).type == "cuda"
+    if gpu:  # one pass for every target's image (and label map) on the GPU
+        warp = NativeWarp(mapping, device)
+        present = [i for i, c in enumerate(changes) if c[0] is not None]
+        warped, _ = warp.warp(native_input, [changes[i][0] for i in present])
+        outputs = dict(zip(present, warped))
+        if labels is not None:
+            _, native_labels = warp.warp(native_input, (), [c[3] for c in changes])
+    results = []
+    for i, (field, output, residual, target_labels, sidecar) in zip(rows, changes):
+        progress.check()
+        if output is None:  # on a CPU each target is warped and handed on as soon as it is ready
+            output = outputs[i - 1] if gpu else warp_native(native_input, mapping, field)
+        if residual is not None:
+            output = sitk.Add(output, residual_to_native(mapping, residual))
+        results.append(finish(i, output, target_labels, sidecar))
     return results, reference_volumes(labels, card, mapping)

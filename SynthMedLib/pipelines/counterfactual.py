@@ -50,7 +50,8 @@ COURSE_OUTSIDE_CHANGE = 0.5
 
 def counterfactual(model: Model, image, source, targets, steps=None, identity_method="deformation",
                    cache=DEFAULT_CACHE, progress=None, names=None, guidance=None,
-                   volume_course=MODEL_OWN, outside_change=None, brain_extraction="auto"):
+                   volume_course=MODEL_OWN, outside_change=None, brain_extraction="auto",
+                   on_result=None):
     """A Series with one TargetResult per entry of ``targets``.
 
     ``image``: the user's scan (SimpleITK, any grid; never modified). ``source``: its conditions,
@@ -61,7 +62,8 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     the model alone); for targets that differ from the source in age only, it sets the size of
     the change (back_to_native.py), and ``outside_change`` (default COURSE_OUTSIDE_CHANGE) how
     much of the model's change away from the ventricles stays. ``brain_extraction``: auto (a scan
-    with its skull on is brain-extracted, a skull-stripped one is not), on, off."""
+    with its skull on is brain-extracted, a skull-stripped one is not), on, off. ``on_result(index, result,
+    provenance)`` is called as each target is ready (the worker streams it to the panel)."""
     model = as_model(model).load_for("counterfactual")
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     volume_course = resolve_volume_course(card, volume_course)
@@ -120,21 +122,26 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
                       for i, t in enumerate(targets)]
     expected = _expected_volumes(volume_course, source, targets, reference_volumes(labels, card,
                                                                                  mapping))
-    results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
-                                        identity_method, progress, expected=expected,
-                                        outside_change=outside_change)
-    paste_results(results, scan)
-    for result, volumes in zip(results, expected or []):
-        if volumes is not None:
-            result.sidecar["expected_volumes"] = volumes
-    timer.lap("native")
-
     record = provenance(model, "counterfactual", source_conditions=source,
                         sampler=deterministic_sampler(card.scheduler), steps=steps, identity_method=identity_method,
                         guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
                         volume_course=None if volume_course is None else volume_course.name,
                         outside_change=None if volume_course is None else outside_change,
                         registration=mapping.record(), brain_extraction=scan.record)
+
+    def handed_on(index, result):
+        paste_results([result], scan)  # the whole head around the changed brain
+        if expected and expected[index] is not None:
+            result.sidecar["expected_volumes"] = expected[index]
+        if on_result is not None:
+            on_result(index, result, record)
+
+    results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
+                                        identity_method, progress, expected=expected,
+                                        outside_change=outside_change, on_result=handed_on,
+                                        device=model.device)
+    timer.lap("native")
+
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
                    "labels": labels, "mapping": mapping}, brain_mask=scan.mask)

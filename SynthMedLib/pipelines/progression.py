@@ -44,11 +44,12 @@ DEFAULT_DRAWS = 4
 
 def progression(model: Model, baseline, covariates, years, draws=None, steps=None, seed=0,
                 sampler=None, identity_method="deformation", volume_course=MODEL_OWN, progress=None,
-                cache=DEFAULT_CACHE, brain_extraction="auto"):
+                cache=DEFAULT_CACHE, brain_extraction="auto", on_result=None):
     """A Series with one TargetResult per follow-up in ``years`` (years after the baseline).
 
     ``volume_course``: the auxiliary volume model (default: the one the card ships, if any;
-    None: the model alone). ``brain_extraction``: auto / on / off, as for counterfactual."""
+    None: the model alone). ``brain_extraction``: auto / on / off, as for counterfactual.
+    ``on_result(index, result, provenance)``: called as each follow-up is ready."""
     model = as_model(model)
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     if "controlnet" not in model.needs("progression"):
@@ -117,20 +118,25 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
     scale_to = None if expected is None or _as_conditions(card, expected[0]) else expected
 
     # 6. onto the baseline's grid, keeping the subject's identity
-    results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
-                                identity_method, progress, expected=scale_to)
-    paste_results(results, scan)
-    for i, result in enumerate(results):
-        result.sidecar["years_after_baseline"] = years[i]
-        if expected is not None:
-            result.sidecar["expected_volumes"] = expected[i]
-    timer.lap("native")
-
     record = provenance(model, "progression", baseline_conditions=source, sampler=sampler,
                         steps=steps, seed=seed, draws=draws, identity_method=identity_method,
                         registration=mapping.record(),
                         volume_course=None if volume_course is None else volume_course.name,
                         brain_extraction=scan.record)
+
+    def handed_on(index, result):
+        paste_results([result], scan)  # the whole head around the changed brain
+        result.sidecar["years_after_baseline"] = years[index]
+        if expected is not None:
+            result.sidecar["expected_volumes"] = expected[index]
+        if on_result is not None:
+            on_result(index, result, record)
+
+    results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
+                                identity_method, progress, expected=scale_to, on_result=handed_on,
+                                device=model.device)
+    timer.lap("native")
+
     return Series("progression", results, baseline_volumes, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
                    "labels": labels, "mapping": mapping}, brain_mask=scan.mask)
