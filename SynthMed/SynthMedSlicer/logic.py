@@ -39,6 +39,8 @@ class Job:
     error: Exception = None
     state: str = "prepared"            # prepared, running, done, failed, cancelled
     events: list = field(default_factory=list)
+    on_partial: object = None          # callable(partial): one target of a series, as it arrives
+    on_abort: object = None            # callable(): undo what on_partial added (cancel, failure)
 
     @property
     def kind(self):
@@ -109,9 +111,17 @@ class SceneLogic:
 
     def run(self, job, onEvent=None, timeout=None):
         self.submit(job)
+
+        def on_event(event):
+            if event.get("event") == protocol.PARTIAL and job.on_partial is not None:
+                job.on_partial(event.get("partial") or {})
+            if onEvent is not None:
+                onEvent(event)
         try:
-            result = self.client.wait(job.request_id, on_event=onEvent, timeout=timeout)
+            result = self.client.wait(job.request_id, on_event=on_event, timeout=timeout)
         except BaseException:
+            if job.on_abort is not None:
+                job.on_abort()
             job.state = "failed"
             job.cleanup()
             self.job = None
@@ -237,6 +247,11 @@ class SceneLogic:
                 continue
             job.events.append(event)
             kind = event.get("event")
+            if kind == protocol.PARTIAL and job.on_partial is not None:
+                try:
+                    job.on_partial(event.get("partial") or {})
+                except Exception as error:  # shown at the end; the final result builds it again
+                    job.error = error
             if kind == protocol.RESULT:
                 try:
                     self._finish(job, event.get("result") or {})
@@ -244,6 +259,8 @@ class SceneLogic:
                     job.state, job.error = "failed", error
                 return events, job
             if kind in (protocol.ERROR, protocol.CANCELLED):
+                if job.on_abort is not None:
+                    job.on_abort()
                 job.state = "cancelled" if kind == protocol.CANCELLED else "failed"
                 job.error = error_from_event(event) if kind == protocol.ERROR else None
                 job.cleanup()

@@ -29,22 +29,46 @@ def segments_of(card):
     return ((card.get("outputs") or {}).get("labels") or {}).get("segments", [])
 
 
-def series_result(context, series, card, index_name, index_values):
-    """Files and description of a pipelines.outputs.Series, one index value per target."""
+def target_entries(context, card, result, provenance, index_name, value):
+    """One target's files (image, labels, difference) and its volumes row."""
+    provenance = json.loads(json.dumps(dict(provenance, **result.sidecar), default=str))
+    index, stem, images = {index_name: value}, f"{card['id']}_{result.name}", []
+    images.append(image_entry(context, result.image, f"{stem}_image", "image", index, provenance))
+    if result.labels is not None:
+        images.append(image_entry(context, result.labels, f"{stem}_labels", "labels", index, provenance,
+                                  labels=True))
+    if result.difference is not None:
+        images.append(image_entry(context, result.difference, f"{stem}_difference", "difference", index,
+                                  provenance))
+    volumes = ({index_name: value, **{k: float(v) for k, v in result.volumes.items()}}
+               if result.volumes else None)
+    return images, volumes
+
+
+def streamed_targets(context, card, index_name, index_values):
+    """(what was sent, the pipelines' ``on_result``): each target's files are written and announced
+    (a ``partial`` event) as soon as it is ready, so the panel adds it to the Sequence at once."""
+    sent = {}
+
+    def on_result(index, result, provenance):
+        images, volumes = target_entries(context, card, result, provenance, index_name,
+                                         index_values[index])
+        sent[index] = (images, volumes)
+        context.partial({"images": images, "volumes": [volumes] if volumes else [],
+                         "indexName": index_name, "segments": segments_of(card)})
+    return sent, on_result
+
+
+def series_result(context, series, card, index_name, index_values, sent=None):
+    """Files and description of a pipelines.outputs.Series, one index value per target (the
+    targets already written by ``streamed_targets`` are not written again)."""
     images, volumes = [], []
-    for result, value in zip(series.results, index_values):
-        provenance = json.loads(json.dumps(dict(series.provenance, **result.sidecar), default=str))
-        index = {index_name: value}
-        stem = f"{card['id']}_{result.name}"
-        images.append(image_entry(context, result.image, f"{stem}_image", "image", index, provenance))
-        if result.labels is not None:
-            images.append(image_entry(context, result.labels, f"{stem}_labels", "labels", index, provenance,
-                                      labels=True))
-        if result.difference is not None:
-            images.append(image_entry(context, result.difference, f"{stem}_difference", "difference", index,
-                                      provenance))
-        if result.volumes:
-            volumes.append({index_name: value, **{k: float(v) for k, v in result.volumes.items()}})
+    for i, (result, value) in enumerate(zip(series.results, index_values)):
+        entries, row = (sent or {}).get(i) or target_entries(context, card, result, series.provenance,
+                                                              index_name, value)
+        images.extend(entries)
+        if row:
+            volumes.append(row)
     if series.brain_mask is not None:  # the region the change was confined to (a segment in Slicer)
         images.append(image_entry(context, series.brain_mask, f"{card['id']}_brainmask", "brainmask",
                                   {}, json.loads(json.dumps(series.provenance, default=str)),
@@ -71,10 +95,11 @@ def counterfactual(request: protocol.CounterfactualRequest, context) -> dict:
     image = read_input(request.image)
     ages = request.target_ages
     model = model_for(context, card, "counterfactual", request.device)
+    sent, on_result = streamed_targets(context, card, "age", ages)
     series = run(model, image, dict(request.conditions), [{"age": age} for age in ages],
                  steps=request.steps, volume_course=_volume_course(request), progress=context.progress,
-                 brain_extraction=request.brain_extraction)
-    return series_result(context, series, card, "age", ages)
+                 brain_extraction=request.brain_extraction, on_result=on_result)
+    return series_result(context, series, card, "age", ages, sent)
 
 
 def progression(request: protocol.ProgressionRequest, context) -> dict:
@@ -85,10 +110,11 @@ def progression(request: protocol.ProgressionRequest, context) -> dict:
     image = read_input(request.image)
     years = request.years
     model = model_for(context, card, "progression", request.device)
+    sent, on_result = streamed_targets(context, card, "years", years)
     series = run(model, image, dict(request.conditions), years, draws=request.draws, steps=request.steps,
                  seed=request.seed, volume_course=_volume_course(request), progress=context.progress,
-                 brain_extraction=request.brain_extraction)
-    return series_result(context, series, card, "years", years)
+                 brain_extraction=request.brain_extraction, on_result=on_result)
+    return series_result(context, series, card, "years", years, sent)
 
 
 def generate(request: protocol.GenerateRequest, context) -> dict:

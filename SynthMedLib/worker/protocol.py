@@ -29,6 +29,7 @@ PROTOCOL_VERSION = 2  # 2: typed requests (unknown parameters are refused)
 READY = "ready"
 PROGRESS = "progress"
 RESULT = "result"
+PARTIAL = "partial"   # part of a result sent early (one target of a series)
 ERROR = "error"
 CANCELLED = "cancelled"
 ENDED = (RESULT, ERROR, CANCELLED)  # the events that end a request

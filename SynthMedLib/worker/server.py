@@ -27,10 +27,17 @@ class Context:
     """What a handler gets besides its params: progress/cancel, an output folder, and the models
     kept loaded across requests (that is the reason the worker is long-lived)."""
 
-    def __init__(self, progress, output_dir, models):
+    def __init__(self, progress, output_dir, models, send_partial=None):
         self.progress = progress
         self.output_dir = Path(output_dir)
         self.models = models
+        self.send_partial = send_partial
+
+    def partial(self, payload):
+        """Part of the result, sent before the end (one target of a series as soon as it is
+        ready); the final result still lists everything."""
+        if self.send_partial is not None:
+            self.send_partial(payload)
 
     def cached(self, key, load):
         """``load()`` once per key, kept for later requests. Only the most recently used
@@ -151,7 +158,9 @@ class Worker:
 
         output_dir = message.get("outputDir") or tempfile.mkdtemp(prefix="synthmed-")
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        context = Context(Progress(callback=report, cancel=cancel), output_dir, self.models)
+        context = Context(Progress(callback=report, cancel=cancel), output_dir, self.models,
+                          lambda payload: self.send({"event": protocol.PARTIAL, "id": request_id,
+                                                     "partial": payload}))
         try:
             context.progress.check()
             result = handler(protocol.parse(message.get("type"), message.get("params")), context)
