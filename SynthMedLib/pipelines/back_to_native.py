@@ -32,6 +32,8 @@ from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_co
 # kept for the side-by-side benchmark and as the reference of Testing/test_native_warp.py.
 ENGINES = ("batched", "per-target")
 DEFAULT_ENGINE = "batched"
+# Devices whose warp runs through torch (the rest: SimpleITK, faster on a CPU).
+TORCH_WARP_DEVICE_TYPES = ("cuda",)
 
 
 def reference_volumes(labels, card, mapping):
@@ -106,7 +108,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     with ThreadPoolExecutor(workers) as pool:
         changes = list(pool.map(model_space_change, rows))
     progress.check()
-    gpu = device is not None and torch.device(device).type == "cuda"
+    gpu = torch.device(device or "cpu").type in TORCH_WARP_DEVICE_TYPES
     if gpu:  # one pass for every target's image (and label map) on the GPU
         warp = NativeWarp(mapping, device)
         present = [i for i, c in enumerate(changes) if c[0] is not None]

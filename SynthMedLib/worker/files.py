@@ -14,10 +14,12 @@ def image_entry(context, image, name, role, index=None, provenance=None, labels=
     from SynthMedLib.storage.atomic import write_image
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    path = context.output_dir / f"{safe}.nii.gz"
+    # Uncompressed: these files are hand-overs the panel reads at once and then deletes. gzip made
+    # writing and verifying a 1 mm result several seconds per target, most of a new age's wait.
+    path = context.output_dir / f"{safe}.nii"
     if labels:
         image = sitk.Cast(image, sitk.sitkUInt8)
-    write_image(image, path)
+    write_image(image, path, compress=False)
     return {"path": str(path), "role": role, "name": name, "index": index or {},
             "provenance": provenance or {}}
 

@@ -1,0 +1,171 @@
+"""How long counterfactual aging makes the user wait, before and after the fast way back to the
+native grid, side by side in one run (the machine's load is shared by both and recorded).
+
+Paths:
+- before: the original code path, still selectable: back_to_native's "per-target" engine (one
+  target after the other: demons field(s), SimpleITK warp, label map) and the reconstruction
+  regenerated with every request;
+- after: the default: every target's fields estimated side by side, one warp pass (torch on a
+  GPU, SimpleITK on a CPU), the scan's reconstruction kept beside its inversion.
+
+Scenarios (demo-brain with its volume course, as the panel runs it), per resolution:
+- first:    a new scan, one target age (registration + encode + inversion + regeneration + decode
+            + the way back): the first result, no cached inversion;
+- cached-1: the same scan, one new age (registration and inversion cached): the age slider;
+- cached-N: the same scan, N new ages (5 at 1 mm);
+- per extra target = (cached-N - cached-1) / (N - 1); "N vs 1" = cached-N / cached-1.
+
+Input: nilearn's MNI152 2009 brain T1 (skull-stripped, shipped in its wheel), turned by a small
+rotation and shift onto a 181x217x181 grid at 1 mm (the MNI 1 mm box) or 362x434x362 at 0.5 mm.
+
+    python bench/interactive_latency.py                       # 1 mm, then 0.5 mm, CPU
+    python bench/interactive_latency.py --spacings 1 --device cuda
+
+One torch thread and one SimpleITK thread per filter (the shared machine's CPU budget); the
+"after" path's side-by-side field estimates still use several threads where cores exist. Results:
+bench/results/interactive_latency.{json,md}; README "Interactive latency".
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
+
+from SynthMedLib.model import Model  # noqa: E402
+from SynthMedLib.pipelines import back_to_native, counterfactual as cf_module  # noqa: E402
+from SynthMedLib.pipelines.counterfactual import counterfactual  # noqa: E402
+from SynthMedLib.pipelines.inversion_cache import InversionCache  # noqa: E402
+
+SOURCE = {"age": 66, "sex": "F", "diagnosis": "CN"}
+PATHS = {"before": {"engine": "per-target", "keep_reconstruction": False},
+         "after": {"engine": "batched", "keep_reconstruction": True}}
+
+
+def test_scan(spacing):
+    """The MNI152 brain turned by a small rotation onto an MNI-sized box at ``spacing`` mm."""
+    from SynthMedLib.spaces.template import _mni152_native
+
+    source = _mni152_native()
+    size = [int(round(n / spacing)) for n in (181, 217, 181)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing([spacing] * 3)
+    grid.SetDirection(source.GetDirection())
+    centre = np.array(source.TransformContinuousIndexToPhysicalPoint(
+        [(n - 1) / 2 for n in source.GetSize()]))
+    direction = np.reshape(source.GetDirection(), (3, 3))
+    grid.SetOrigin(tuple(centre - direction @ ((np.array(size) - 1) / 2 * spacing)))
+    turn = sitk.Euler3DTransform(tuple(centre), 0.08, -0.05, 0.1, (3.0, -4.0, 2.0))
+    scan = sitk.Resample(source, grid, turn, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.Cast(scan * 1000.0, sitk.sitkInt16)  # scanner-like integers
+
+
+def use(path):
+    back_to_native.DEFAULT_ENGINE = PATHS[path]["engine"]
+    cf_module.KEEP_RECONSTRUCTION = PATHS[path]["keep_reconstruction"]
+
+
+def timed(model, scan, ages, cache):
+    start = time.perf_counter()
+    series = counterfactual(model, scan, SOURCE, [{"age": a} for a in ages], cache=cache)
+    return time.perf_counter() - start, {k: round(v, 2) for k, v in series.timings.items()}
+
+
+def measure(model, spacing, n_targets):
+    """Both paths, scenario by scenario, alternating so that both see the same load."""
+    scan = test_scan(spacing)
+    caches = {path: InversionCache() for path in PATHS}
+    ages = {"first": [80.0], "cached-1": [75.0], f"cached-{n_targets}":
+            [float(a) for a in np.linspace(70, 90, n_targets)]}
+    rows = []
+    for scenario, targets in ages.items():
+        for path in PATHS:
+            use(path)
+            seconds, stages = timed(model, scan, targets, caches[path])
+            load = os.getloadavg()[0]
+            rows.append({"spacing_mm": spacing, "size": list(scan.GetSize()), "scenario": scenario,
+                         "path": path, "targets": len(targets), "seconds": round(seconds, 2),
+                         "stages": stages, "load_1min": round(load, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    use("after")
+    return rows
+
+
+def summary(rows):
+    """Per resolution and path: first, cached-1, cached-N, per extra target, N vs 1."""
+    out = []
+    for spacing in sorted({r["spacing_mm"] for r in rows}, reverse=True):
+        for path in PATHS:
+            mine = {r["scenario"]: r for r in rows if r["spacing_mm"] == spacing and r["path"] == path}
+            many = [r for s, r in mine.items() if s.startswith("cached-") and s != "cached-1"]
+            entry = {"spacing_mm": spacing, "path": path, "first": mine["first"]["seconds"],
+                     "cached_1": mine["cached-1"]["seconds"]}
+            if many:
+                n, t = many[0]["targets"], many[0]["seconds"]
+                entry.update({"n": n, "cached_n": t,
+                              "per_extra_target": round((t - entry["cached_1"]) / (n - 1), 2),
+                              "n_vs_1": round(t / entry["cached_1"], 2)})
+            out.append(entry)
+    return out
+
+
+def markdown(table, machine):
+    lines = [f"Machine: {machine['cpu']} ({machine['cores']} cores), device {machine['device']}, "
+             f"torch threads {machine['torch_threads']}; load average at start "
+             f"{machine['load_start']}, at end {machine['load_end']}.", "",
+             "| grid | path | first result (new scan, 1 age) | new age (cached scan) | N ages (cached) "
+             "| per extra target | N vs 1 |", "|---|---|---|---|---|---|---|"]
+    for e in table:
+        many = (f"{e['cached_n']:.1f} s (N={e['n']})", f"{e['per_extra_target']:.1f} s",
+                f"x{e['n_vs_1']:.2f}") if "n" in e else ("-", "-", "-")
+        lines.append(f"| {e['spacing_mm']:g} mm | {e['path']} | {e['first']:.1f} s | {e['cached_1']:.1f} s | "
+                     + " | ".join(many) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spacings", default="1,0.5", help="grid spacings in mm, comma separated")
+    parser.add_argument("--targets", default="5,2", help="N of cached-N per spacing")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    model = Model.from_card("demo-brain", device=args.device).load_for("counterfactual")
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "device": args.device, "torch_threads": torch.get_num_threads(),
+               "load_start": round(os.getloadavg()[0], 2), "uptime_start": uptime,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if args.device.startswith("cuda"):
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    rows = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = [int(n) for n in args.targets.split(",")]
+    for i, spacing in enumerate(float(s) for s in args.spacings.split(",")):
+        rows += measure(model, spacing, counts[min(i, len(counts) - 1)])
+        machine.update(load_end=round(os.getloadavg()[0], 2),
+                       uptime_end=subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        table = summary(rows)
+        suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+        (out / f"interactive_latency{suffix}.json").write_text(
+            json.dumps({"machine": machine, "rows": rows, "summary": table}, indent=1))
+        (out / f"interactive_latency{suffix}.md").write_text(markdown(table, machine))
+        print(markdown(table, machine), flush=True)
+
+
+if __name__ == "__main__":
+    main()
