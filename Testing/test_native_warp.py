@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from spaces_fixtures import MODEL_SPACE, OBLIQUE, known_affine, native_grid, scan_on
 
 from SynthMedLib.pipelines.identity import warp_native
 from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.spaces.mapping import NativeMapping, grid_of
-
-from spaces_fixtures import MODEL_SPACE, OBLIQUE, known_affine, native_grid, scan_on
 
 
 def smooth_field(grid, amplitude_mm=4.0, seed=0):
@@ -83,13 +82,13 @@ def test_the_batched_engine_gives_the_per_target_results(monkeypatch, torch_warp
     """back_to_native's batched engine (fields side by side, then the warps; with ``torch_warp``
     the one-pass torch warp a GPU gets, here on the CPU) against the original one-target-after-the-
     other path, through the counterfactual pipeline with a volume course (the scaled change)."""
+    from pipeline_fixtures import tiny_model
+    from spaces_fixtures import GRIDS
+
     from SynthMedLib.pipelines import back_to_native
     from SynthMedLib.pipelines.counterfactual import counterfactual
     from SynthMedLib.pipelines.inversion_cache import InversionCache
     from SynthMedLib.pipelines.volume_course import VolumeCourse
-
-    from pipeline_fixtures import tiny_model
-    from spaces_fixtures import GRIDS
 
     if torch_warp:
         monkeypatch.setattr(back_to_native, "TORCH_WARP_DEVICE_TYPES", ("cuda", "cpu"))
@@ -102,7 +101,7 @@ def test_the_batched_engine_gives_the_per_target_results(monkeypatch, torch_warp
         runs[engine] = counterfactual(model, scan, {"age": 65, "sex": "F", "diagnosis": "CN"},
                                       [{"age": 75}, {"age": 80, "diagnosis": "AD"}], cache=cache,
                                       volume_course=course,
-                                      on_result=lambda i, r, p: streamed.append((engine, i, r.name)))
+                                      on_result=lambda i, r, p, engine=engine: streamed.append((engine, i, r.name)))
     value_range = float(np.ptp(sitk.GetArrayViewFromImage(scan)))
     for old, new in zip(runs["per-target"].results, runs["batched"].results):
         difference = np.abs(sitk.GetArrayFromImage(new.image) - sitk.GetArrayFromImage(old.image))

@@ -6,11 +6,12 @@ input node is untouched."""
 import numpy as np
 import pytest
 import slicer
+import test_slicer_logic as shared
+from SynthMedSlicer import hierarchy, series
+from SynthMedSlicer.live_series import LiveSeries
 
-from test_slicer_logic import logic_factory, matrix_of, scene, study_input, tiny_model_card  # noqa: F401
-
-from SynthMedSlicer import hierarchy, series  # noqa: E402
-from SynthMedSlicer.live_series import LiveSeries  # noqa: E402
+# the real-MRML fixtures (scene, input in a study, tiny model card, shared worker) of the logic tests
+pytest_plugins = ("test_slicer_logic",)
 
 SOURCE = {"age": 62, "sex": "F", "diagnosis": "CN"}
 
@@ -18,7 +19,7 @@ SOURCE = {"age": 62, "sex": "F", "diagnosis": "CN"}
 def test_first_run_streams_then_a_new_age_adds_one_item(scene, study_input, tiny_model_card,
                                                         logic_factory):
     node, study = study_input
-    before_array, before_matrix = slicer.util.arrayFromVolume(node).copy(), matrix_of(node)
+    before_array, before_matrix = slicer.util.arrayFromVolume(node).copy(), shared.matrix_of(node)
     logic = logic_factory(scene)
     live = LiveSeries.counterfactual(logic, node, tiny_model_card, SOURCE, [80, 70], steps=2, device="cpu")
     seen, events = [], []
@@ -46,14 +47,14 @@ def test_first_run_streams_then_a_new_age_adds_one_item(scene, study_input, tiny
     added = nodes.sequence.GetNthDataNode(1)
     provenance = hierarchy.provenance_of(added)
     assert provenance["target_conditions"]["age"] == 75 and provenance["inversion_cached"] is True
-    np.testing.assert_allclose(matrix_of(added), before_matrix, atol=1e-6)
+    np.testing.assert_allclose(shared.matrix_of(added), before_matrix, atol=1e-6)
     table = nodes.table.GetTable()
     assert [table.GetValue(r, 0).ToDouble() for r in range(table.GetNumberOfRows())] == [70.0, 75.0, 80.0]
     assert nodes.browser.GetSelectedItemNumber() == 1  # the new age is shown
     assert live.request([70, 75]) is None  # nothing new to ask
     # the input node is untouched
     assert np.array_equal(slicer.util.arrayFromVolume(node), before_array)
-    np.testing.assert_array_equal(matrix_of(node), before_matrix)
+    np.testing.assert_array_equal(shared.matrix_of(node), before_matrix)
     # a cancelled request's items are taken back
     live.remove([75.0])
     assert series.index_values(nodes.sequence) == [70.0, 80.0] and table.GetNumberOfRows() == 2

@@ -103,8 +103,11 @@ class LiveSeries:
         held = {role: set(series.index_values(s)) for role, s in self.sequences.items()}
         added = set()
         for entry in partial.get("images", []):
-            role, value = entry.get("role"), float(entry["index"][self.index_name])
-            if role not in dict(ROLES) or value in held.get(role, ()):
+            role = entry.get("role")
+            if role not in dict(ROLES):  # e.g. the brain mask: the panel's own business
+                continue
+            value = float(entry["index"][self.index_name])
+            if value in held.get(role, ()):
                 continue
             self._add_item(role, value, self._node(entry, segments), entry)
             added.add(value)

@@ -19,8 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 import SimpleITK as sitk
 import torch
 
-from SynthMedLib.pipelines.identity import (change_field, residual_to_native, scaled_change_field,
-                                            transfer_change, warp_native)
+from SynthMedLib.pipelines.identity import (
+    change_field,
+    residual_to_native,
+    scaled_change_field,
+    transfer_change,
+    warp_native,
+)
 from SynthMedLib.pipelines.latent_io import array_to_image
 from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_columns
