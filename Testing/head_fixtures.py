@@ -26,7 +26,8 @@ def resampled(image, spacing, direction=None, margin_mm=0.0):
     cosines; default the image's own), covering the same physical box."""
     direction = np.asarray(image.GetDirection() if direction is None else direction,
                            dtype=float).reshape(3, 3)
-    corners = [image.TransformIndexToPhysicalPoint([i * (n - 1) for i, n in zip(c, image.GetSize())])
+    corners = [image.TransformIndexToPhysicalPoint([i * (n - 1)
+                                                    for i, n in zip(c, image.GetSize())])
                for c in np.ndindex(2, 2, 2)]
     local = np.asarray(corners) @ direction  # corner coordinates along the new axes
     low, high = local.min(0) - margin_mm, local.max(0) + margin_mm

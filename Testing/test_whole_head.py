@@ -111,3 +111,13 @@ def test_skull_on_scans_come_back_as_the_whole_head(command, head_file, tmp_path
     assert np.abs(output[brain] - head[brain]).mean() > 1.0
     difference = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"sub-head_T1w_{name}_diff.nii.gz")))
     assert np.all(difference[~dilated] == 0)
+
+
+def test_a_label_map_is_refused_before_any_extraction():
+    from SynthMedLib.errors import InputError
+
+    labels = sitk.Image([40, 40, 40], sitk.sitkUInt8)
+    labels[5:35, 5:35, 5:35] = 3
+    labels.SetSpacing((5.0, 5.0, 5.0))  # 27 L of "tissue": auto would extract it
+    with pytest.raises(InputError, match="label map"):
+        separate_brain(labels, "auto")

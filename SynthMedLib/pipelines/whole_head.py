@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from SynthMedLib.pipelines.inversion_cache import scan_digest
 from SynthMedLib.spaces.brain_extraction import (brain_only, extract_brain, mask_volume_ml,
                                                  wants_extraction)
+from SynthMedLib.spaces.checks import check_image
 
 # How far (mm) beyond the brain mask a change may still reach. Aging moves the cortical surface
 # inward by a millimetre or two per decade; 4 mm holds that with room to fade out.
@@ -46,6 +47,9 @@ class HeadScan:
 def separate_brain(image, mode="auto", digest=None, cache=None, device="cpu", progress=None):
     """A HeadScan for ``image``; ``mode``: auto (extract unless the scan is skull-stripped), on,
     off. The mask is remembered per scan by ``cache`` (the age slider asks again and again)."""
+    # The generic refusals (not 3D, a label map, NaNs, ...) come before the network sees anything;
+    # the model-space checks run again on the brain (spaces/mapping.py).
+    check_image(image)
     digest = digest or scan_digest(image)
 
     def compute():
