@@ -196,7 +196,8 @@ class WorkerClient:
             return
         try:
             if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True,
+                               creationflags=subprocess.CREATE_NO_WINDOW)  # no console flashing up
             else:
                 os.killpg(process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
