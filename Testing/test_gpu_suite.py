@@ -15,8 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 NOT_ON_THE_GPU_MACHINE = ("SimpleITK", "nibabel", "nilearn", "generative")
-CASES = ("environment,brainldm unet,brainldm decode,brainldm sample,maisi256 unet,maisi256 decode,"
-         "maisi256 sample,maisi512 decode,demo-brain unet,brainldm batch,brainldm decode tiled,compile demo-brain")
+# One of each kind of case (the others repeat the same code on other sizes), to keep this test short.
+CASES = ("environment,brainldm unet,brainldm sample,maisi256 decode,maisi256 sample,demo-brain unet,"
+         "compile demo-brain")
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +89,3 @@ def test_budget_skips_the_cases_it_cannot_afford_and_keeps_the_rest(tmp_path):
     assert statuses == ["ok", "error", "skipped (budget)", "ok"] and len(calls) == 2
     written = json.loads((tmp_path / "gpu_suite.json").read_text())
     assert [c["status"] for c in written["cases"]] == statuses and "boom" in written["cases"][1]["error"]
-
-
-def test_default_steps_match_the_pipeline():
-    sys.path[:0] = [str(BENCH), str(ROOT)]
-    try:
-        import gpu_cases
-    finally:
-        del sys.path[:2]
-    from SynthMedLib.pipelines.generate import DPM_DEFAULT_STEPS
-
-    assert gpu_cases.DPM_DEFAULT_STEPS == DPM_DEFAULT_STEPS

@@ -14,11 +14,11 @@ from gpu_nets import flops_decode, flops_unet_step, sdpa_state, set_sdpa
 from SynthMedLib.sampling.decode import decode, decoder_reach
 from SynthMedLib.sampling.device import autocast, seeded_noise
 from SynthMedLib.sampling.noise_schedule import monai_scheduler
+from SynthMedLib.sampling.sampler_base import sampler_class
 from SynthMedLib.sampling.samplers import sample
 
-# SynthMed's default for DDPM-type cards: DPM-Solver++ 2M with this many steps
-# (SynthMedLib/pipelines/generate.py DPM_DEFAULT_STEPS; Testing/test_gpu_suite.py keeps them equal).
-DPM_DEFAULT_STEPS = 15
+# SynthMed's default for DDPM-type cards: DPM-Solver++ 2M with its default number of steps.
+DPM_DEFAULT_STEPS = sampler_class("dpm++2m").default_steps
 STEPS = {"full": {"reference": 250, "monai": 50, "dpm": [10, 15, 20, 25], "default": DPM_DEFAULT_STEPS,
                   "repeats": 3},
          "tiny": {"reference": 8, "monai": 4, "dpm": [2, 3], "default": 3, "repeats": 1}}
