@@ -91,4 +91,5 @@ def memory(request: protocol.MemoryRequest, context) -> dict:
     from SynthMedLib.cards import load_card
     from SynthMedLib.worker.memory_estimate import estimate_bytes
 
-    return estimate_bytes(load_card(request.model), request.pipeline, batch=request.batch)
+    return estimate_bytes(load_card(request.model), request.pipeline, batch=request.batch,
+                          precision=request.precision)

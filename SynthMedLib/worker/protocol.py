@@ -363,15 +363,19 @@ class MemoryRequest(Request):
 
     TYPE: ClassVar[str] = "memory"
     PIPELINES: ClassVar[tuple] = ("generate", "counterfactual", "progression")
+    PRECISIONS: ClassVar[tuple] = ("fp32", "fp16", "bf16")
     model: str
     pipeline: str = "generate"
     batch: int = 1
+    precision: str = "fp32"
 
     def __post_init__(self):
         self.model = _text(self.model, "model")
         if self.pipeline not in self.PIPELINES:
             raise InputError(f"pipeline must be one of {self.PIPELINES}, not {self.pipeline!r}")
         self.batch = _integer(self.batch, "batch", minimum=1)
+        if self.precision not in self.PRECISIONS:  # no torch here: the Slicer side imports this module
+            raise InputError(f"precision must be one of {self.PRECISIONS}, not {self.precision!r}")
 
 
 REQUESTS = {cls.TYPE: cls for cls in (
