@@ -20,7 +20,7 @@ import torch
 
 from SynthMedLib.cards import Card, load_card
 from SynthMedLib.errors import CardError, Cancelled, WeightsError
-from SynthMedLib.sampling.device import parse_dtype
+from SynthMedLib.sampling.device import parse_dtype, resolve_precision
 
 PIPELINES = ("generate", "counterfactual", "progression")
 
@@ -32,12 +32,12 @@ class Model:
     (networks already in memory: tests, random-weight benchmarks, a model just trained)."""
 
     def __init__(self, card: Card, networks: Mapping[str, torch.nn.Module] | None = None,
-                 device: str | torch.device = "cpu", dtype: str = "fp32",
+                 device: str | torch.device = "cpu", dtype: str = "auto",
                  weights_sha256: Mapping[str, str] | None = None,
                  scale_factor: float | None = None, loads_weights: bool = False):
         self.card = card
         self.device = torch.device(device)
-        self.dtype = parse_dtype(dtype)
+        self.dtype = resolve_precision(dtype, self.device)  # "auto": fp16 on CUDA, else fp32
         self.networks: dict[str, torch.nn.Module] = {}
         self.weights_sha256: dict[str, str] = dict(weights_sha256 or {})
         self.weights_files: dict[str, str] = {}
@@ -51,7 +51,7 @@ class Model:
 
     @classmethod
     def from_card(cls, card_or_id: Card | str, device: str | torch.device = "cpu",
-                  dtype: str = "fp32", needs: str | Iterable[str] | None = None,
+                  dtype: str = "auto", needs: str | Iterable[str] | None = None,
                   progress: Callable[[str, int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> Model:
         """The model of a card (a Card, a model id or a path to a card).
@@ -71,7 +71,7 @@ class Model:
     @classmethod
     def from_networks(cls, card: Card | str, networks: Mapping[str, torch.nn.Module],
                       weights_sha256: Mapping[str, str] | None = None,
-                      device: str | torch.device | None = None, dtype: str = "fp32",
+                      device: str | torch.device | None = None, dtype: str = "auto",
                       scale_factor: float | None = None) -> Model:
         """A model of networks already in memory (no weights are read; missing ones are an
         error). ``weights_sha256`` says what they are for provenance (e.g. "random")."""
@@ -178,7 +178,7 @@ class Model:
 
     def precision(self, dtype: str | None = None) -> str:
         """The autocast precision name (fp32, fp16, bf16): ``dtype`` when given, else the model's."""
-        return self.dtype if dtype is None else parse_dtype(dtype)
+        return self.dtype if dtype in (None, "auto") else parse_dtype(dtype)
 
 
 def as_model(model: Model) -> Model:

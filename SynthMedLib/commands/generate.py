@@ -26,7 +26,8 @@ def register(subparsers):
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none; "
                         "default: the model's published one, else 1)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 deterministic, 1 ancestral)")
-    parser.add_argument("--batch-size", type=int, default=1, help="samples per network forward")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per network forward (default: 4 on CUDA, 1 on the CPU)")
     parser.add_argument("--tile", default=None, help="decode in latent tiles of this size (e.g. 16 or "
                         "16,16,16) to bound memory; default: whole volume")
     parser.add_argument("--label-map", default=None, help="label map that conditions the ControlNet (MAISI)")
@@ -40,7 +41,9 @@ def register(subparsers):
                         "(label 200) from it when the label map lacks one (default: from the map alone)")
     parser.add_argument("--spacing", default=None, help="output spacing in mm, for models with a flexible grid")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="network precision (default auto: fp16 on CUDA, fp32 on the CPU; measured in "
+                        "bench/results/gpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_output_options(parser)

@@ -95,12 +95,17 @@ def decode(autoencoder, latent, scale_factor=1.0, tile=None, halo=None, norm="vo
             return autoencoder.decode_stage_2_outputs(window).float()
 
     if tile is None:
-        progress.start("decoding", 1)
-        progress.check()
-        image = run(z)
-        progress.step("decoding", 1, 1)
+        # One sample at a time: a batch then costs UNet memory only (decoding two BrainLDM samples
+        # at once peaked at 18.9 GiB against 10.5 for one, for 13% less time; bench/results/gpu).
+        progress.start("decoding", z.shape[0])
+        images = []
+        for index, item in enumerate(z.split(1)):
+            progress.check()
+            image = run(item)
+            images.append(image if output_device is None else image.to(output_device))
+            progress.step("decoding", index + 1, z.shape[0])
         progress.close()
-        return image if output_device is None else image.to(output_device)
+        return torch.cat(images)
 
     spatial = tuple(z.shape[2:])
     if halo is None:
