@@ -59,3 +59,16 @@ def test_panel_total_is_the_whole_pipeline_and_grows_with_what_it_should():
     whole = estimate_bytes(maisi, "generate", precision="fp16", latent_shape=[128] * 3)
     tiled = estimate_bytes(maisi, "generate", precision="fp16", latent_shape=[128] * 3, tile=32)
     assert tiled["totalBytes"] < whole["totalBytes"] / 2
+
+
+def test_decode_tiles_only_what_does_not_fit():
+    from SynthMedLib.sampling.decode import choose_tile, decode_bytes
+
+    maisi = load_card("maisi-ct-rflow").networks["autoencoder"]["args"]
+    gib = 2 ** 30
+    # MAISI 256^3 decodes whole on an 80 GB card; 512^3 (est. 150 GiB whole) is tiled, finer on less memory
+    assert choose_tile(maisi, (64, 64, 64), 4, "fp16", 70 * gib, halo=18) is None
+    on_80 = choose_tile(maisi, (128, 128, 128), 4, "fp16", 70 * gib, halo=18)
+    on_24 = choose_tile(maisi, (128, 128, 128), 4, "fp16", 20 * gib, halo=18)
+    assert on_80 is not None and on_24 is not None and on_24 < on_80
+    assert decode_bytes(maisi, (128,) * 3, 4, "fp16", on_24, 18) <= 20 * gib

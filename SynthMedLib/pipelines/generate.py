@@ -23,7 +23,7 @@ from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.label_conditioning import prepare_label_map
 from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
     network_shape, split_outputs, to_network_axes
-from SynthMedLib.sampling.decode import decode
+from SynthMedLib.sampling.decode import available_bytes, choose_tile, decode, decoder_reach
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, seeded_noise
 from SynthMedLib.sampling.progress import Progress
@@ -91,7 +91,10 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
         latent = sample(denoiser, noise, card.scheduler, sampler=sampler, steps=steps, eta=eta, generator=generator,
                         progress=progress)
         # latent -> decode (whole or tiled) -> image (+ label map)
-        decoded = decode(networks["autoencoder"], crop_latent(latent, card), scale_factor=model.latent_scale,
+        latent = crop_latent(latent, card)
+        if tile is None:
+            tile = auto_tile(card, networks["autoencoder"], latent, run_on, dtype, precision)
+        decoded = decode(networks["autoencoder"], latent, scale_factor=model.latent_scale,
                          tile=tile, progress=progress, autocast=precision, output_device="cpu")
         images, labels = split_outputs(decoded, card)
         for i, sample_seed in enumerate(seeds):
@@ -107,6 +110,21 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
                 label_image = provenance.describe(array_to_image(label_image, grid, sitk.sitkUInt8), entry)
             samples.append(GeneratedSample(image, label_image, entry))
     return samples
+
+
+def auto_tile(card, autoencoder, latent, device, dtype, precision):
+    """Whole unless the estimated whole decode exceeds what the GPU has free (then the largest tile
+    that fits; decode.choose_tile). Only on CUDA, where free memory is known."""
+    available = available_bytes(device)
+    if available is None:
+        return None
+    args = card["networks"]["autoencoder"]["args"]
+
+    def reach():
+        with precision:
+            return decoder_reach(autoencoder, latent.shape[1], latent.ndim - 2)
+
+    return choose_tile(args, tuple(latent.shape[2:]), card.latent_downsampling, dtype, available, reach)
 
 
 def default_batch(card, device, count):

@@ -27,6 +27,54 @@ from SynthMedLib.sampling.volume_norm import StopTile, VolumeGroupNorm
 
 
 
+# Full-resolution decoder maps alive at the peak of decoding one sample, in units of (the decoder's
+# first width x image voxels x 4 bytes), read off peaks measured on an H200 (bench/results/gpu; the
+# panel's estimate, worker/memory_estimate.py, uses them too): fp32 throughout; autocast (half
+# convolutions, torch's GroupNorm outputs fp32); MAISI's own fp16 group norms; tiled (whole-volume
+# norms in fp32, window copies), counted over the largest window.
+DECODE_MAPS = {"fp32": 8.2, "half": 6.1, "half_fp16_norms": 4.7, "tiled": 8.9}
+TILE_CHOICES = (64, 32, 16, 8)   # latent voxels per tile core, tried largest first
+
+
+def decode_bytes(autoencoder_args, latent_shape, factor, precision="fp32", tile=None, halo=0):
+    """Estimated peak activation bytes of decoding one sample of ``latent_shape`` (spatial) with an
+    autoencoder of these card arguments, ``factor`` image voxels per latent voxel per axis."""
+    widths = autoencoder_args.get("channels") or autoencoder_args.get("num_channels") or [64]
+    top = int(widths[0]) * 4
+    if tile is None:
+        kind = "fp32" if precision == "fp32" else (
+            "half_fp16_norms" if autoencoder_args.get("norm_float16") else "half")
+        return top * math.prod(n * factor for n in latent_shape) * DECODE_MAPS[kind]
+    tiles, halos = _as_tuple(tile, len(latent_shape)), _as_tuple(halo, len(latent_shape))
+    voxels = 1
+    for n, t, h in zip(latent_shape, tiles, halos):
+        voxels *= max(min(n, start + t + h) - max(0, start - h) for start in range(0, n, t)) * factor
+    return top * voxels * DECODE_MAPS["tiled"]
+
+
+def choose_tile(autoencoder_args, latent_shape, factor, precision, available_bytes, halo):
+    """None when the whole decode fits in ``available_bytes``; else the largest of TILE_CHOICES
+    whose window fits (the smallest if none does). Whole is preferred because at the published
+    sizes tiling saves little memory (the halo is as wide as the core) and costs time."""
+    if decode_bytes(autoencoder_args, latent_shape, factor, precision) <= available_bytes:
+        return None
+    for tile in TILE_CHOICES:
+        if tile < max(latent_shape) and decode_bytes(autoencoder_args, latent_shape, factor, precision, tile,
+                                                     halo() if callable(halo) else halo) <= available_bytes:
+            return tile
+    return TILE_CHOICES[-1]
+
+
+def available_bytes(device, headroom=0.9):
+    """What a decode on ``device`` may use now: CUDA's free memory plus what torch's allocator holds
+    unused, with headroom; None where it is not known (CPU, MPS)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return headroom * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
 def _as_tuple(value, n):
     if isinstance(value, (int, float)):
         return (int(value),) * n

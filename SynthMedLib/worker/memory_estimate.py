@@ -13,21 +13,19 @@ plus the larger of two stages:
   label map (MAISI), its conditioning embedding at image resolution, a multiple of that input;
 - decoding, one sample at a time: the decoder's full-resolution level (its first width x image
   voxels, counted in fp32 bytes) times a factor per precision; tiled, the same for the largest
-  window (core + halo) instead of the whole image.
+  window (core + halo) instead of the whole image (sampling/decode.py decode_bytes, which the
+  generate pipeline also uses to decide whether to tile).
 """
 
 import math
 
+from SynthMedLib.sampling.decode import decode_bytes
 from SynthMedLib.sampling.device import parse_dtype
 
 BYTES = 4                  # weights and the accounting unit (fp32)
 LIVE_MAPS = 12             # UNet feature maps alive at once per sample (measured: BrainLDM, batch 1-4)
 CFG_FACTOR = 2             # classifier-free guidance evaluates conditioned and unconditioned together
 WORKSPACE = 40 * 2 ** 20   # cuBLAS workspace (32 MiB) + latents, conditions, timestep tensors
-# Full-resolution decoder maps alive at the peak, in fp32-sized units: fp32 throughout; autocast
-# (its convolutions in half precision, torch's GroupNorm outputs in fp32); MAISI's own group norms
-# that emit fp16 (norm_float16); tiled (whole-volume norms in fp32, window copies), any precision.
-DECODE_MAPS = {"fp32": 8.2, "half": 6.1, "half_fp16_norms": 4.7, "tiled": 8.9}
 # A ControlNet's image-sized conditioning input and its embedding at that resolution, in units of
 # the input's fp32 bytes (the input itself counted as resident).
 CONDITION_MAPS = {"fp32": 4.1, "half": 2.0}
@@ -74,15 +72,6 @@ def decoder_reach(card):
     return _REACH[key]
 
 
-def _window_voxels(latent_shape, tile, halo, factor):
-    """Image voxels of the largest tile window (core + halo, clipped at the volume)."""
-    size = 1
-    for n, t, h in zip(latent_shape, tile, halo):
-        widest = max(min(n, start + t + h) - max(0, start - h) for start in range(0, n, t))
-        size *= widest * factor
-    return size
-
-
 def estimate_stages(card, pipeline="generate", batch=1, precision="fp32", tile=None, halo=None,
                     latent_shape=None, guidance=1.0):
     """Bytes of each part: weights, condition (resident), workspace, sampling and decoding stages."""
@@ -100,16 +89,9 @@ def estimate_stages(card, pipeline="generate", batch=1, precision="fp32", tile=N
     guided = CFG_FACTOR if float(guidance) != 1.0 else 1
     sampling = (_widest_level(_channels(unet_args), math.prod(latent)) * LIVE_MAPS * BYTES * batch * guided
                 + condition * (CONDITION_MAPS["fp32" if precision == "fp32" else "half"] - 1))
-    ae_args = card["networks"]["autoencoder"]["args"]
-    top = _channels(ae_args)[0] * BYTES
-    if tile is None:
-        kind = "fp32" if precision == "fp32" else ("half_fp16_norms" if ae_args.get("norm_float16") else "half")
-        decoding = top * image_voxels * DECODE_MAPS[kind]
-    else:
-        tiles = [int(tile)] * len(latent) if isinstance(tile, (int, float)) else [int(t) for t in tile]
-        halo = decoder_reach(card) if halo is None else halo
-        halos = [int(halo)] * len(latent) if isinstance(halo, (int, float)) else [int(h) for h in halo]
-        decoding = top * _window_voxels(latent, tiles, halos, factor) * DECODE_MAPS["tiled"]
+    # decoding's model and constants live beside the decoder (it picks its tiles with them)
+    halo = (decoder_reach(card) if halo is None else halo) if tile is not None else 0
+    decoding = decode_bytes(card["networks"]["autoencoder"]["args"], latent, factor, precision, tile, halo)
     return {"weights": int(weights), "condition": int(condition), "workspace": WORKSPACE,
             "sampling": int(sampling), "decoding": int(decoding)}
 
