@@ -69,13 +69,13 @@ class Nets:
 
     def _new_conditioning(self, batch, device, seed):
         generator = torch.Generator().manual_seed(seed)
-        section = self.card.conditioning or {}
+        section = self.card["conditioning"] or {}  # the card's raw section (JSON as shipped)
         variables = section.get("variables") or []
         vector = torch.rand(batch, len(variables), generator=generator).to(device) if variables else None
         unet_kwargs, controlnet_kwargs = {}, {}
         extra = section.get("extra_inputs") or {}
         if "spacing_tensor" in extra:
-            spacing = [float(s) * float(extra["spacing_tensor"].get("scale", 1)) for s in self.card.space["spacing"]]
+            spacing = [float(s) * float(extra["spacing_tensor"].get("scale", 1)) for s in self.card["space"]["spacing"]]
             unet_kwargs["spacing_tensor"] = torch.tensor(spacing, device=device).expand(batch, -1)
         if "class_labels" in extra:
             spec = extra["class_labels"]
