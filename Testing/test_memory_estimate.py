@@ -64,7 +64,7 @@ def test_panel_total_is_the_whole_pipeline_and_grows_with_what_it_should():
 def test_decode_tiles_only_what_does_not_fit():
     from SynthMedLib.sampling.decode import choose_tile, decode_bytes
 
-    maisi = load_card("maisi-ct-rflow").networks["autoencoder"]["args"]
+    maisi = load_card("maisi-ct-rflow")["networks"]["autoencoder"]["args"]
     gib = 2 ** 30
     # MAISI 256^3 decodes whole on an 80 GB card; 512^3 (est. 150 GiB whole) is tiled, finer on less memory
     assert choose_tile(maisi, (64, 64, 64), 4, "fp16", 70 * gib, halo=18) is None
