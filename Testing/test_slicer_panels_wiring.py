@@ -258,7 +258,12 @@ def test_start_subject_cancel_crash_and_result(harness):
     ui.simulatedSubjectButton.clicked.emit()  # renders a subject; its button turns into Cancel
     assert ui.simulatedSubjectButton.text == panel_state.CANCEL_TEXT and ui.simulatedSubjectButton.enabled
     assert not ui.generateButton.enabled and not ui.modelSelector.enabled
-    run_events(h, lambda: h.core.job is None)
+    ui.memoryLabel.text = ""
+    ui.samplesSpinBox.value = 2
+    ui.samplesSpinBox.valueChanged.emit(2)  # while busy: estimated once the subject is there
+    assert ui.memoryLabel.text == "" and h.panel.memoryWanted
+    run_events(h, lambda: h.core.job is None and h.panel.query is None)
+    assert "Needs about" in ui.memoryLabel.text and not h.panel.memoryWanted
     subject = ui.counterfactualInputSelector.currentNode()
     assert subject is not None and ui.counterfactualButton.enabled and "Done" in ui.statusLabel.text
 

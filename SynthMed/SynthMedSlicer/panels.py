@@ -119,13 +119,11 @@ class Panels(ModelSection):
             self.fillModels()
             self.setStartup(panel_state.READY)
         elif what == "memory":
-            model, device = self.currentModel(), devices.for_memory_check(self.ui.deviceSelector.currentData, self.devices)
+            device = devices.for_memory_check(self.ui.deviceSelector.currentData, self.devices)
             if call.error is not None:
                 self.ui.memoryLabel.text = html.escape(str(call.error))
             elif device is not None:
                 self.ui.memoryLabel.text, _too_much = models.memory_message(call.result, device)
-            if self.memoryWanted and model is not None:
-                self.requestMemory()
         elif what == "catalogue":
             if call.error is not None:
                 self.setStatus(f"Could not read the model list: {call.error}", error=True)
@@ -261,6 +259,8 @@ class Panels(ModelSection):
                     self.showProgress(event)
             if ended is not None:
                 self.onJobEnded(ended)
+        if self.memoryWanted and not self.isBusy():  # a change made while busy: estimate it now
+            self.requestMemory()
         if self.query is None and not self.core.running():
             self.timer.stop()
 
