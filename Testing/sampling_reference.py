@@ -2,7 +2,9 @@
 shipped sampler bit-identical.
 
 ``python Testing/sampling_reference.py`` writes Testing/fixtures/sampling_reference.pt from the
-code as it is (it was first written before the samplers became objects, at the commit recorded in
+code as it is (it was first written before the samplers became objects, and re-written once when
+whole decodes became one sample at a time, which moved decoded images by <= 5e-6 (float32 rounding
+of batched vs single convolutions) and left every latent bit-identical; the commit is recorded in
 the file); test_sampling_reference.py recomputes ``compute()`` and compares with torch.equal.
 
 Kept tiny (< 200 KB): the demo-brain networks run on a 4x4x4 latent (they are convolutional), the
