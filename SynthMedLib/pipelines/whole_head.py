@@ -38,10 +38,18 @@ class HeadScan:
     digest: str                    # key of ``brain`` for the registration and inversion caches
     mask: sitk.Image = None        # the brain mask on the scan's grid, when extraction ran
     record: dict = field(default_factory=dict)   # for provenance
+    _weight: sitk.Image = field(default=None, repr=False)
 
     @property
     def extracted(self):
         return self.mask is not None
+
+    def weight(self):
+        """paste_weight of the mask, computed once per request (a distance map of the whole scan:
+        a few tenths of a second at 1 mm, not to be paid again for every target)."""
+        if self._weight is None:
+            self._weight = paste_weight(self.mask)
+        return self._weight
 
 
 def separate_brain(image, mode="auto", digest=None, cache=None, device="cpu", progress=None):
@@ -102,7 +110,7 @@ def paste_results(results, scan):
     """Each TargetResult's image pasted into ``scan``'s whole head, its difference map redone."""
     if not scan.extracted:
         return results
-    weight = paste_weight(scan.mask)
+    weight = scan.weight()
     native = sitk.Cast(scan.image, sitk.sitkFloat32)
     for result in results:
         result.image = paste_into_head(scan.image, result.image, weight)
