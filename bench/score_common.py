@@ -175,9 +175,10 @@ def outside_change(series, native_input, result):
         return None
     from SynthMedLib.pipelines.whole_head import paste_weight
 
-    beyond = sitk.GetArrayViewFromImage(paste_weight(series.brain_mask)) == 0
-    change = np.abs(sitk.GetArrayViewFromImage(result.image)
-                    - sitk.GetArrayViewFromImage(sitk.Cast(native_input, sitk.sitkFloat32)))
+    # Copies, not views: a view of a temporary image outlives its buffer.
+    beyond = sitk.GetArrayFromImage(paste_weight(series.brain_mask)) == 0
+    change = np.abs(sitk.GetArrayFromImage(result.image)
+                    - sitk.GetArrayFromImage(sitk.Cast(native_input, sitk.sitkFloat32)))
     return float(change[beyond].max())
 
 
