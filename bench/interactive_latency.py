@@ -78,9 +78,11 @@ def use(path):
 
 
 def timed(model, scan, ages, cache):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process (all its threads), stage timings)."""
+    start, cpu = time.perf_counter(), time.process_time()
     series = counterfactual(model, scan, SOURCE, [{"age": a} for a in ages], cache=cache)
-    return time.perf_counter() - start, {k: round(v, 2) for k, v in series.timings.items()}
+    return (time.perf_counter() - start, time.process_time() - cpu,
+            {k: round(v, 2) for k, v in series.timings.items()})
 
 
 def measure(model, spacing, n_targets):
@@ -93,27 +95,31 @@ def measure(model, spacing, n_targets):
     for scenario, targets in ages.items():
         for path in PATHS:
             use(path)
-            seconds, stages = timed(model, scan, targets, caches[path])
+            seconds, cpu, stages = timed(model, scan, targets, caches[path])
             load = os.getloadavg()[0]
             rows.append({"spacing_mm": spacing, "size": list(scan.GetSize()), "scenario": scenario,
                          "path": path, "targets": len(targets), "seconds": round(seconds, 2),
+                         "cpu_seconds": round(cpu, 2),
                          "stages": stages, "load_1min": round(load, 2)})
             print(json.dumps(rows[-1]), flush=True)
     use("after")
     return rows
 
 
-def summary(rows):
-    """Per resolution and path: first, cached-1, cached-N, per extra target, N vs 1."""
+def summary(rows, key):
+    """Per resolution and path (``key``: "seconds" wall or "cpu_seconds"): first, cached-1,
+    cached-N, per extra target, N vs 1."""
     out = []
     for spacing in sorted({r["spacing_mm"] for r in rows}, reverse=True):
         for path in PATHS:
             mine = {r["scenario"]: r for r in rows if r["spacing_mm"] == spacing and r["path"] == path}
+            if "first" not in mine or "cached-1" not in mine:
+                continue
             many = [r for s, r in mine.items() if s.startswith("cached-") and s != "cached-1"]
-            entry = {"spacing_mm": spacing, "path": path, "first": mine["first"]["seconds"],
-                     "cached_1": mine["cached-1"]["seconds"]}
+            entry = {"spacing_mm": spacing, "path": path, "first": mine["first"][key],
+                     "cached_1": mine["cached-1"][key]}
             if many:
-                n, t = many[0]["targets"], many[0]["seconds"]
+                n, t = many[0]["targets"], many[0][key]
                 entry.update({"n": n, "cached_n": t,
                               "per_extra_target": round((t - entry["cached_1"]) / (n - 1), 2),
                               "n_vs_1": round(t / entry["cached_1"], 2)})
@@ -121,16 +127,21 @@ def summary(rows):
     return out
 
 
-def markdown(table, machine):
-    lines = [f"Machine: {machine['cpu']} ({machine['cores']} cores), device {machine['device']}, "
-             f"torch threads {machine['torch_threads']}; load average at start "
-             f"{machine['load_start']}, at end {machine['load_end']}.", "",
-             "| grid | path | first result (new scan, 1 age) | new age (cached scan) | N ages (cached) "
-             "| per extra target | N vs 1 |", "|---|---|---|---|---|---|---|"]
-    for e in table:
-        many = (f"{e['cached_n']:.1f} s (N={e['n']})", f"{e['per_extra_target']:.1f} s",
-                f"x{e['n_vs_1']:.2f}") if "n" in e else ("-", "-", "-")
-        lines.append(f"| {e['spacing_mm']:g} mm | {e['path']} | {e['first']:.1f} s | {e['cached_1']:.1f} s | "
+def markdown(rows, machine):
+    lines = [(f"Machine: {machine['cpu']} ({machine['cores']} cores), device {machine['device']}, "
+              f"torch threads {machine['torch_threads']}; load average at start "
+              f"{machine['load_start']}, at end {machine['load_end']}."), "",
+             ("Each cell: wall seconds / CPU seconds of the process (all its threads: the work done, "
+              "which the machine's load does not inflate)."), "",
+             ("| grid | path | first result (new scan, 1 age) | new age (cached scan) | N ages (cached) "
+              "| per extra target | N vs 1 |"), "|---|---|---|---|---|---|---|"]
+    walls, cpus = summary(rows, "seconds"), summary(rows, "cpu_seconds")
+    for wall, cpu in zip(walls, cpus):
+        def cell(name, wall=wall, cpu=cpu):
+            return f"{wall[name]:.1f} / {cpu[name]:.1f} s"
+        many = ((f"{cell('cached_n')} (N={wall['n']})", cell("per_extra_target"),
+                 f"x{wall['n_vs_1']:.2f} / x{cpu['n_vs_1']:.2f}") if "n" in wall else ("-", "-", "-"))
+        lines.append(f"| {wall['spacing_mm']:g} mm | {wall['path']} | {cell('first')} | {cell('cached_1')} | "
                      + " | ".join(many) + " |")
     return "\n".join(lines) + "\n"
 
@@ -160,12 +171,12 @@ def main(argv=None):
         rows += measure(model, spacing, counts[min(i, len(counts) - 1)])
         machine.update(load_end=round(os.getloadavg()[0], 2),
                        uptime_end=subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip())
-        table = summary(rows)
+        table = {"wall": summary(rows, "seconds"), "cpu": summary(rows, "cpu_seconds")}
         suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
         (out / f"interactive_latency{suffix}.json").write_text(
             json.dumps({"machine": machine, "rows": rows, "summary": table}, indent=1))
-        (out / f"interactive_latency{suffix}.md").write_text(markdown(table, machine))
-        print(markdown(table, machine), flush=True)
+        (out / f"interactive_latency{suffix}.md").write_text(markdown(rows, machine))
+        print(markdown(rows, machine), flush=True)
 
 
 if __name__ == "__main__":

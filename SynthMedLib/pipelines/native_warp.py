@@ -17,9 +17,11 @@ few hundred MB.
 """
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+
+# SimpleITK is imported where images come in and go out: the array core runs without it (the
+# lent GPU machine has torch but no SimpleITK: bench/native_warp_gpu.py checks the core there).
 
 # Sample points per slab (all targets together): ~100 MB of float32 coordinates.
 SLAB_POINTS = 1 << 23
@@ -55,17 +57,30 @@ class NativeWarp:
     """The fixed part of the way back for one scan: where each native voxel sits in model space."""
 
     def __init__(self, mapping, device="cpu"):
-        self.mapping, self.device = mapping, torch.device(device)
-        self.size = _native_grid(mapping)[0]
         grid = mapping.space.grid()
         native = _index_to_physical(*_native_grid(mapping))
         model = _index_to_physical(grid.GetSize(), grid.GetSpacing(), grid.GetOrigin(),
                                    grid.GetDirection())
         affine = _affine(mapping.transform)
-        # native normalised -> model normalised coordinates
-        self.native_to_model = np.linalg.inv(model) @ np.linalg.inv(affine) @ native
-        # a physical displacement in model space -> native normalised offset (p + A u)
-        self.displacement_to_offset = np.linalg.inv(native)[:3, :3] @ affine[:3, :3]
+        # native normalised -> model normalised coordinates; a physical displacement in model
+        # space -> native normalised offset (p + A u)
+        self._setup(np.linalg.inv(model) @ np.linalg.inv(affine) @ native,
+                    np.linalg.inv(native)[:3, :3] @ affine[:3, :3], _native_grid(mapping)[0], device)
+        self.mapping = mapping
+
+    @classmethod
+    def from_matrices(cls, native_to_model, displacement_to_offset, size, device="cpu"):
+        """The array core alone (no SimpleITK): the two matrices ``__init__`` derives, and the
+        native grid's size (x, y, z)."""
+        warp = cls.__new__(cls)
+        warp._setup(np.asarray(native_to_model, float), np.asarray(displacement_to_offset, float),
+                    size, device)
+        warp.mapping = None
+        return warp
+
+    def _setup(self, native_to_model, displacement_to_offset, size, device):
+        self.native_to_model, self.displacement_to_offset = native_to_model, displacement_to_offset
+        self.size, self.device = tuple(int(n) for n in size), torch.device(device)
 
     def _slabs(self, per_point):
         x, y, z = self.size
@@ -97,8 +112,16 @@ class NativeWarp:
         """(images, label maps) on the native grid: ``native_input`` (SimpleITK) moved by each
         model-space displacement field of ``fields`` (SimpleITK vector images or (z, y, x, 3) mm
         arrays), and each model-space label array of ``labels`` (nearest neighbour)."""
+        import SimpleITK as sitk
+
+        fields = [f if isinstance(f, np.ndarray) else sitk.GetArrayViewFromImage(f) for f in fields]
+        images, label_maps = self.warp_arrays(sitk.GetArrayViewFromImage(native_input), fields, labels)
+        return [self._image(a) for a in images], [self._image(a) for a in label_maps]
+
+    def warp_arrays(self, array, fields=(), labels=()):
+        """The array core of ``warp``: ``array`` (z, y, x), fields (z, y, x, 3) in mm, labels
+        (z, y, x) on the model grid -> (float32 images, uint8 label maps), each (targets, z, y, x)."""
         fields, labels = list(fields), list(labels)
-        array = sitk.GetArrayViewFromImage(native_input)
         background = float(np.min(array))
         x, y, z = self.size
         image = torch.as_tensor(np.array(array, dtype=np.float32), device=self.device)[None, None]
@@ -128,20 +151,21 @@ class NativeWarp:
                 outside = ((index < -0.5) | (index >= size - 0.5)).any(dim=-1)
                 values = values.masked_fill(outside, background)
                 images[:, start:stop] = values.cpu().numpy()
-        return ([self._image(a) for a in images],
-                [self._image(a) for a in label_out])
+        return images, label_out
 
     def _offsets(self, fields):
-        """(1, 3 * targets, z, y, x) model-grid fields as native normalised offsets."""
+        """(1, 3 * targets, z, y, x) model-grid fields ((z, y, x, 3) mm arrays) as native
+        normalised offsets."""
         if not fields:
             return None
-        arrays = np.stack([f if isinstance(f, np.ndarray) else sitk.GetArrayViewFromImage(f)
-                           for f in fields]).astype(np.float64)
+        arrays = np.stack(fields).astype(np.float64)
         offsets = arrays @ self.displacement_to_offset.T          # (targets, z, y, x, 3)
         offsets = np.moveaxis(offsets, -1, 1).reshape(-1, *arrays.shape[1:4])
         return torch.as_tensor(offsets.astype(np.float32), device=self.device)[None]
 
     def _image(self, array):
+        import SimpleITK as sitk
+
         _, spacing, origin, direction = _native_grid(self.mapping)
         image = sitk.GetImageFromArray(array)
         image.SetSpacing(spacing)
