@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SynthMedLib.errors import InputError
+from SynthMedLib.spaces.plausibility import check_not_label_map
 
 # Below this many voxels along an axis the scan is a slab or a slice, not a volume a brain model
 # can be registered to.
@@ -61,6 +62,9 @@ def check_image(image, what="input image"):
         raise InputError(f"The {what} has only {distinct.size} distinct integer values "
                          f"({_preview(distinct)}): it looks like a label map / segmentation, "
                          "not an intensity image. Give the scan itself.")
+    if distinct is not None:
+        # More labels than that (a parcellation) is still piecewise constant.
+        check_not_label_map(array, what)
     return array
 
 

@@ -8,14 +8,17 @@ exactly the input's size, spacing, origin and direction and overlay it in any vi
 The user's image is only read: every SimpleITK call here returns a new image.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
 from SynthMedLib.spaces.checks import check_image
-from SynthMedLib.spaces.intensity import IntensityMapping, apply_intensity, fit_intensity
+from SynthMedLib.spaces.intensity import (IntensityMapping, apply_intensity, fit_intensity,
+                                          foreground_mask)
+from SynthMedLib.spaces.orientation import rotation_angle
 from SynthMedLib.spaces.model_space import ModelSpace
+from SynthMedLib.spaces.plausibility import check_t1_brain
 from SynthMedLib.spaces.registration import register_affine
 from SynthMedLib.spaces.template import template_image
 
@@ -27,6 +30,8 @@ class NativeMapping:
     intensity: IntensityMapping
     native_grid: tuple                # (size, spacing, origin, direction) of the scan
     dice: float = 1.0
+    checks: dict = field(default_factory=dict)   # plausibility figures, for provenance
+    warnings: list = field(default_factory=list)  # what the user must be told (e.g. corrected)
 
     def to_native(self, model_image, interpolator=sitk.sitkLinear, default=0.0,
                   pixel_type=sitk.sitkFloat32):
@@ -50,7 +55,8 @@ class NativeMapping:
         """The registration, for provenance sidecars."""
         return {"dice": round(self.dice, 4), "matrix": list(self.transform.GetMatrix()),
                 "translation": list(self.transform.GetTranslation()),
-                "center": list(self.transform.GetCenter())}
+                "center": list(self.transform.GetCenter()), **self.checks,
+                "warnings": list(self.warnings)}
 
     def _on_native_grid(self, array):
         size, spacing, origin, direction = self.native_grid
@@ -92,6 +98,7 @@ def to_model_space(image, space, progress=None, cancel=None, seed=0):
     """(model-space image normalised as the card says, NativeMapping) for a native scan."""
     check_image(image)
     template = template_image(space)
+    checks, warnings = {}, []
     if template is None:
         # No template (e.g. CT): the scanner's physical coordinates already place the body.
         transform, dice = sitk.AffineTransform(3), 1.0
@@ -99,9 +106,18 @@ def to_model_space(image, space, progress=None, cancel=None, seed=0):
         registration = register_affine(image, template, seed=seed, progress=progress,
                                        cancel=cancel)
         transform, dice = registration.transform, registration.dice
+        if registration.orientation is not None and registration.orientation.corrected:
+            warnings.append(registration.orientation.describe())
+            checks["orientation_corrected_degrees"] = round(
+                rotation_angle(registration.orientation.rotation))
     resampled = resample_to_model(image, space, transform)
+    if template is not None:
+        template_array = sitk.GetArrayViewFromImage(template)
+        checks["t1_template_correlation"] = round(check_t1_brain(
+            sitk.GetArrayViewFromImage(resampled), template_array,
+            foreground_mask(template_array)), 4)
     intensity = fit_intensity(sitk.GetArrayViewFromImage(resampled), space.intensity)
-    mapping = NativeMapping(space, transform, intensity, grid_of(image), dice)
+    mapping = NativeMapping(space, transform, intensity, grid_of(image), dice, checks, warnings)
     return apply_intensity(resampled, mapping=intensity), mapping
 
 

@@ -1,6 +1,8 @@
 """Affine registration of a native scan to a model-space template (SimpleITK).
 
-Centred initialisation by image moments, then a similarity stage (rotation, isotropic scale,
+The start is the best of the 24 axis-aligned orientations (orientation.py: a header that
+disagrees with the anatomy, e.g. an upside-down scan, is corrected and reported, not registered
+into a wrong local minimum), centred by image moments; then a similarity stage (rotation, isotropic scale,
 translation) and an affine stage, both multi-resolution with Mattes mutual information (the scan's
 contrast and intensity scale differ from the template's). Starting straight with 12 affine degrees
 of freedom lets shears absorb a rotation in the coarse levels; the similarity stage avoids that.
@@ -17,6 +19,7 @@ import SimpleITK as sitk
 
 from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.spaces.intensity import foreground_mask
+from SynthMedLib.spaces.orientation import OrientationChoice, choose_orientation
 
 MIN_DICE = 0.75                  # foreground overlap (template vs registered scan)
 SCALE_RANGE = (0.6, 1.6)         # singular values of the affine matrix, model -> native
@@ -32,6 +35,7 @@ class RegistrationResult:
     dice: float
     metric: float
     iterations: int
+    orientation: OrientationChoice = None
 
 
 def register_affine(native, template, seed=0, progress=None, cancel=None):
@@ -46,10 +50,11 @@ def register_affine(native, template, seed=0, progress=None, cancel=None):
     moving = _at_most_resolution(sitk.Cast(native, sitk.sitkFloat32), min(fixed.GetSpacing()))
     fixed_mask = sitk.Cast(_mask_image(fixed), sitk.sitkUInt8)
 
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Similarity3DTransform(),
-        sitk.CenteredTransformInitializerFilter.MOMENTS)
-    similarity = _run(fixed, moving, fixed_mask, initial, seed, progress, cancel, 0.0, 0.4)
+    orientation = choose_orientation(fixed, moving, fixed_mask)
+    if cancel is not None and cancel():
+        raise Cancelled("Registration cancelled.")
+    similarity = _run(fixed, moving, fixed_mask, orientation.transform, seed, progress, cancel,
+                      0.0, 0.4)
     affine = sitk.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
     affine.SetMatrix(similarity.GetMatrix())
@@ -66,7 +71,7 @@ def register_affine(native, template, seed=0, progress=None, cancel=None):
                          "needed). Check that the scan is a skull-stripped brain T1w (the "
                          "template is a brain without skull), with the whole brain in the field "
                          "of view and a correct orientation in its header.")
-    return RegistrationResult(affine, dice, metric, iterations)
+    return RegistrationResult(affine, dice, metric, iterations, orientation)
 
 
 def _method(fixed_mask, seed):
