@@ -8,6 +8,7 @@
 """
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -25,6 +26,16 @@ def _perturbed(card, name, seed):
         for parameter in network.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.02)
     return network
+
+
+def describe_weights(folder, data):
+    """The card's size and sha256 of each weights file set to the file written: weights are
+    verified against them on load."""
+    for spec in data["weights"].values():
+        path = Path(folder) / spec["file"]
+        if path.is_file():
+            spec.update(size=path.stat().st_size,
+                        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), md5=None)
 
 
 def tiny_brain_data():
@@ -54,6 +65,7 @@ def register_tiny_brain(folder, seed=0, data=None):
     for index, name in enumerate(("autoencoder", "diffusion", "controlnet")):
         state = {k: v.contiguous() for k, v in _perturbed(card, name, seed + index).state_dict().items()}
         save_file(state, str(folder / data["weights"][name]["file"]))
+    describe_weights(folder, data)
     (folder / "card.json").write_text(json.dumps(data, indent=1))
     registered, _ = add_model(folder)
     return registered
@@ -84,6 +96,7 @@ def register_tiny_maisi(folder, seed=0, scale_factor=0.9):
     torch.save(vae.state_dict(), files["autoencoder"])
     torch.save({"unet_state_dict": unet.state_dict(), "scale_factor": torch.tensor(scale_factor)}, files["diffusion"])
     torch.save({"controlnet_state_dict": controlnet.state_dict()}, files["controlnet"])
+    describe_weights(folder, data)
     (folder / "card.json").write_text(json.dumps(data, indent=1))
     registered, _ = add_model(folder)
     return registered

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+from generate_fixtures import describe_weights
 
 from SynthMedLib.cards import Card, load_card
 from SynthMedLib.networks import build_network
@@ -48,6 +49,7 @@ def write_tiny_model(folder, seed=0):
     for name, network in model.networks.items():
         state = {k: v.contiguous() for k, v in network.state_dict().items()}
         save_file(state, str(folder / data["weights"][name]["file"]))
+    describe_weights(folder, data)
     (folder / "card.json").write_text(json.dumps(data, indent=1))
     return folder
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from SynthMedLib.errors import Cancelled, WeightsError
-from SynthMedLib.weights.download import download
+from SynthMedLib.weights.download import CHUNK, SIZE_MARGIN, download
 from weights_server import Server
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # several 1 MiB chunks
@@ -105,9 +105,21 @@ def test_cancel_stops_and_keeps_the_part_for_later(server, tmp_path):
     assert dest.read_bytes() == PAYLOAD
 
 
+@pytest.mark.parametrize("name", ["good.bin", "unannounced.bin"])
+def test_a_file_larger_than_the_card_says_is_stopped_at_the_size(server, tmp_path, name):
+    """A 3 MB file for a card that says 10 bytes: refused as soon as it is announced, or, with no
+    Content-Length, once the bytes read pass the size (+ margin), never read to the end."""
+    seen = []
+    with pytest.raises(WeightsError, match="the card says the file has 10: stopped and deleted"):
+        download(server.url(name), tmp_path / "a.pt", size=10, show_bar=False,
+                 progress=lambda done, total: seen.append(done))
+    assert max(seen, default=0) <= 10 + SIZE_MARGIN + CHUNK < len(PAYLOAD)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_size_mismatch_and_bad_urls(server, tmp_path):
-    with pytest.raises(WeightsError, match="card says 10; the partial file was deleted"):
-        download(server.url("good.bin"), tmp_path / "a.pt", size=10, show_bar=False)
+    with pytest.raises(WeightsError, match="card says 3200000; the partial file was deleted"):
+        download(server.url("good.bin"), tmp_path / "a.pt", size=3_200_000, show_bar=False)
     with pytest.raises(WeightsError, match="not an http"):
         download("ftp://example.org/x", tmp_path / "b.pt", show_bar=False)
     with pytest.raises(WeightsError, match="cannot reach"):

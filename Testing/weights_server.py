@@ -92,7 +92,21 @@ def make_handler(state):
                 return self._send(500, b"internal error")
             if split.path == "/missing.bin":
                 return self._send(404, b"not found")
+            if split.path == "/unannounced.bin":
+                return self._unannounced()
             self._bytes(reverse=split.path == "/wrong.bin", ignore_range=split.path == "/norange.bin")
+
+        def _unannounced(self):
+            """The payload without a Content-Length (the end is the connection closing)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            try:
+                for start in range(0, len(state.payload), 1 << 16):
+                    self.wfile.write(state.payload[start:start + (1 << 16)])
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
 
         # -- plain bytes with Range ------------------------------------------------------------
         def _bytes(self, reverse=False, ignore_range=False, head=False, extra_headers=()):

@@ -30,8 +30,8 @@ from SynthMedLib.spaces.intensity import foreground_mask  # noqa: E402
 from SynthMedLib.spaces.mapping import resample_to_model  # noqa: E402
 from SynthMedLib.spaces.orientation import rotation_angle  # noqa: E402
 from SynthMedLib.spaces.plausibility import (LABEL_MAP_SAME_NEIGHBOUR,  # noqa: E402
-                                             MIN_TEMPLATE_CORRELATION, same_neighbour_fraction,
-                                             template_correlation)
+                                             MIN_TEMPLATE_CORRELATION, brain_interior,
+                                             same_neighbour_fraction, template_correlation)
 from SynthMedLib.spaces.registration import register_affine  # noqa: E402
 
 SPACE = ModelSpace((48, 64, 48), (3.0, 3.0, 3.0))   # demo-brain's model space
@@ -96,7 +96,8 @@ def measure(image, template):
     figures["orientation_degrees"] = round(rotation_angle(registration.orientation.rotation))
     resampled = sitk.GetArrayViewFromImage(resample_to_model(image, SPACE, registration.transform))
     template_array = sitk.GetArrayViewFromImage(template)
-    correlation = template_correlation(resampled, template_array, foreground_mask(template_array))
+    correlation = template_correlation(resampled, template_array,
+                                       brain_interior(template_array, SPACE.spacing))
     figures["correlation"] = round(correlation, 3)
     if correlation < MIN_TEMPLATE_CORRELATION:
         return "not a T1 brain (template correlation)", figures

@@ -25,6 +25,9 @@ def add_model(path, model_id=None, force=False):
     if (folder / CARD_FILE).is_file():
         data = read_card(folder).to_dict()
         sources = {spec["file"]: folder / spec["file"] for spec in data["weights"].values()}
+        # the auxiliary files too (a volume course, disease-course models): the card names them
+        # relative to its folder, so a copy without them would fail later, far from the cause
+        sources.update({name: folder / name for name in auxiliary_files(data)})
     elif is_bundle(folder):
         data = card_from_bundle(folder, model_id or _id_from_name(folder.name))
         sources = {spec["file"]: folder / "models" / spec["file"] for spec in data["weights"].values()}
@@ -49,6 +52,34 @@ def add_model(path, model_id=None, force=False):
             copied.append(name)
     _write_atomically(target / CARD_FILE, json.dumps(data, indent=2) + "\n")
     return read_card(target), copied
+
+
+def auxiliary_files(data):
+    """Every file name the card's ``auxiliary`` section gives (``file`` / ``files`` entries);
+    CardError for a name that is not a plain file name (a path could leave the model folder)."""
+    names = []
+
+    def walk(value, key=None):
+        if key == "files" and isinstance(value, dict):
+            names.extend(v for v in value.values() if isinstance(v, str))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif key in ("file", "files") and isinstance(value, str):
+            names.append(value)
+    walk(data.get("auxiliary") or {})
+    for name in names:
+        if not PLAIN_NAME.match(name):
+            raise CardError(f"the card names the auxiliary file {name!r}: file names must be "
+                            "plain names inside the model folder (no '/', '\\', or leading '.')")
+    return list(dict.fromkeys(names))
+
+
+# The schema's rule for weights file names, applied to auxiliary files as well.
+PLAIN_NAME = re.compile(r"^(?!\.)[^/\\\x00]+$")
 
 
 def _id_from_name(name):

@@ -35,18 +35,18 @@ def run(args):
     ages = scan_options.parse_numbers(args.target_ages, "--target-ages")
     out = scan_options.output_folder(args)
     scan = scan_options.read_scan(args.input)
-    source = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
-                  diagnosis=args.diagnosis)
     targets = [{"age": age} for age in ages]
     if args.target_diagnosis:
         targets = [dict(t, diagnosis=args.target_diagnosis) for t in targets]
     course = scan_options.load_volume_course(args)
     model, progress = scan_options.prepare_runtime(args, "counterfactual")
+    source = scan_options.subject_conditions(args, model.card)
     cache = InversionCache(None if args.no_cache else scan_options.inversion_cache_folder())
     series = counterfactual(model, scan, source, targets, steps=args.steps,
                             identity_method=args.identity_method, cache=cache, progress=progress,
                             guidance=args.guidance, volume_course=course,
                             brain_extraction=args.brain_extraction)
+    scan_options.report_warnings(series)
     written = write_series(series, out, scan_options.scan_stem(args.input), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")

@@ -53,7 +53,7 @@ def register(subparsers):
 def run(args):
     import torch
 
-    from SynthMedLib import provenance
+    from SynthMedLib import arguments, provenance
     from SynthMedLib.commands.scan_options import extra_conditions, parse_numbers, read_scan
     from SynthMedLib.cards import load_card
     from SynthMedLib.pipelines.generate import generate
@@ -62,14 +62,14 @@ def run(args):
     from SynthMedLib.sampling.progress import Progress
 
     out = output_folder(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = arguments.threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     conditions = extra_conditions(args.condition)
     for name in ("age", "sex", "diagnosis"):
         if getattr(args, name) is not None:
             conditions[name] = getattr(args, name)
-    tile = None if args.tile is None else [int(v) for v in parse_numbers(args.tile, "--tile")]
-    tile = tile[0] if tile and len(tile) == 1 else tile
+    tile = None if args.tile is None else parse_numbers(args.tile, "--tile")  # checked by generate
     spacing = None if args.spacing is None else parse_numbers(args.spacing, "--spacing")
     label_map = read_scan(args.label_map) if args.label_map else None
     mapping = _id_pairs(args.label_map_ids) if args.label_map_ids else None
@@ -77,7 +77,7 @@ def run(args):
     # card-level refusals before any weights are read (or found missing)
     card = load_card(args.model)
     check_guidance(card, card.scheduler.default_guidance if args.guidance is None else args.guidance)
-    model = Model.from_card(card, device=args.device, needs="generate")
+    model = Model.from_card(card, device=args.device)  # networks load after the checks
     samples = generate(model, conditions, count=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
                        guidance=args.guidance, eta=args.eta, dtype=args.precision, tile=tile,
                        batch_size=args.batch_size, label_map=label_map, label_mapping=mapping,

@@ -31,13 +31,13 @@ def run(args):
     years = scan_options.parse_numbers(args.years, "--years")
     out = scan_options.output_folder(args)
     baseline = scan_options.read_scan(args.baseline)
-    covariates = dict(scan_options.extra_conditions(args.condition), age=args.age, sex=args.sex,
-                      diagnosis=args.diagnosis)
     course = scan_options.load_volume_course(args)
     model, progress = scan_options.prepare_runtime(args, "progression")
+    covariates = scan_options.subject_conditions(args, model.card)
     series = progression(model, baseline, covariates, years, draws=args.draws, steps=args.steps,
                          seed=args.seed, identity_method=args.identity_method, volume_course=course,
                          progress=progress, brain_extraction=args.brain_extraction)
+    scan_options.report_warnings(series)
     written = write_series(series, out, scan_options.scan_stem(args.baseline), model.card)
     print(f"wrote {len(written)} files to {args.out} "
           f"({', '.join(r.name for r in series.results)}); volumes in {written[-1]}")

@@ -4,6 +4,7 @@ progress): not a command itself (it is not listed in cli.COMMANDS)."""
 import re
 from pathlib import Path
 
+from SynthMedLib import arguments
 from SynthMedLib.errors import InputError
 
 IDENTITY_CHOICES = ("deformation", "deformation+residual", "intensity", "none")
@@ -119,10 +120,37 @@ def prepare_runtime(args, pipeline):
     from SynthMedLib.model import Model
     from SynthMedLib.sampling.progress import Progress
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = Model.from_card(args.model, device=args.device, needs=pipeline)
+    threads = arguments.threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    # The networks load inside the pipeline, after its arguments are checked.
+    model = Model.from_card(args.model, device=args.device)
+    model.needs(pipeline)
     return model, Progress(bar=not args.no_progress)
+
+
+def subject_conditions(args, card):
+    """--condition pairs plus --age/--sex/--diagnosis where the model takes them (a note for
+    a subject option the model does not use; an unknown --condition is refused later)."""
+    import sys
+
+    conditions = extra_conditions(args.condition)
+    known = {v["name"] for v in (card.get("conditioning") or {}).get("variables", [])}
+    for name in ("age", "sex", "diagnosis"):
+        value = getattr(args, name)
+        if name in known:
+            conditions.setdefault(name, value)
+        elif value is not None:
+            print(f"synthmed: note: model '{card['id']}' does not take --{name}; ignored",
+                  file=sys.stderr)
+    return conditions
+
+
+def report_warnings(series):
+    import sys
+
+    for warning in series.warnings:
+        print(f"synthmed: warning: {warning}", file=sys.stderr)
 
 
 def inversion_cache_folder():

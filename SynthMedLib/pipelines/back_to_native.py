@@ -78,6 +78,13 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
                 side_by_side=engine != "per-target")
             sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),
                                             "reached": reached}}
+            if not reached:
+                got = label_volumes(sitk.GetArrayFromImage(moved), card, voxel_ml).get(scaled_by)
+                sidecar["warnings"] = [
+                    f"{names[i - 1]}: the volume course expects {scaled_by[:-3]} of "
+                    f"{expected[i - 1][scaled_by]:.1f} mL, the model's change reaches only "
+                    f"{got:.1f} mL (the largest it allows); this target is less changed than the "
+                    "course predicts"]
             return field, None, None, sitk.GetArrayFromImage(moved), sidecar
         target_labels = None if labels is None else labels[i]
         if engine == "per-target" or not identity_method.startswith("deformation"):

@@ -19,6 +19,7 @@ cannot reproduce of the subject cancels out instead of appearing as "aging".
 import SimpleITK as sitk
 import torch
 
+from SynthMedLib import arguments
 from SynthMedLib.errors import InputError
 from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
@@ -67,18 +68,22 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
     much of the model's change away from the ventricles stays. ``brain_extraction``: auto (a scan
     with its skull on is brain-extracted, a skull-stripped one is not), on, off. ``on_result(index, result,
     provenance)`` is called as each target is ready (the worker streams it to the panel)."""
-    model = as_model(model).load_for("counterfactual")
+    model = as_model(model)
     card, progress, timer = model.card, Progress.wrap(progress), StageTimer()
     volume_course = resolve_volume_course(card, volume_course)
     if not targets:
         raise InputError("give at least one target condition (e.g. --target-ages 70,80)")
+    # every argument checked before any weights load (arguments.py: the same rules everywhere)
     source = condition_values(card, source)
     targets = [condition_values(card, dict(source, **target)) for target in targets]
-    steps = int(steps or card.scheduler.default_steps)
-    guidance = float(guidance if guidance is not None else
-                     card.scheduler.counterfactual_guidance)
+    targets, names, notes = fold_targets(targets, names)
+    steps = arguments.optional_count(steps, "steps", default=card.scheduler.default_steps)
+    guidance = arguments.optional_number(guidance, "guidance", low=0.0,
+                                         default=float(card.scheduler.counterfactual_guidance))
     check_guidance(card, guidance)
-    outside_change = float(COURSE_OUTSIDE_CHANGE if outside_change is None else outside_change)
+    outside_change = arguments.optional_number(outside_change, "outside change", low=0.0, high=1.0,
+                                               default=COURSE_OUTSIDE_CHANGE)
+    model = model.load_for("counterfactual")
     autoencoder = model.network("autoencoder")
 
     # 1. native scan -> its brain -> model space (once per scan and model space)
@@ -137,7 +142,8 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
                         guidance=guidance, inversion_cached=inversion_cached, input_sha256=digest,
                         volume_course=None if volume_course is None else volume_course.name,
                         outside_change=None if volume_course is None else outside_change,
-                        registration=mapping.record(), brain_extraction=scan.record)
+                        registration=mapping.record(), brain_extraction=scan.record,
+                        warnings=notes + mapping.warnings)
 
     def handed_on(index, result):
         paste_results([result], scan)  # the whole head around the changed brain
@@ -151,10 +157,26 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
                                         outside_change=outside_change, on_result=handed_on,
                                         device=model.device)
     timer.lap("native")
-
+    warnings = notes + mapping.warnings + [w for r in results for w in r.sidecar.get("warnings", [])]
+    record["warnings"] = warnings
     return Series("counterfactual", results, reference, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
-                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask)
+                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask, warnings=warnings)
+
+
+def fold_targets(targets, names=None):
+    """(targets without repeats, their names, notes): the same target twice is computed once."""
+    keyed = {}
+    for index, target in enumerate(targets):
+        key = tuple(sorted((k, float(v) if isinstance(v, (int, float)) else repr(v))
+                           for k, v in target.items()))
+        keyed.setdefault(key, (target, None if names is None else names[index]))
+    if len(keyed) == len(targets):
+        return targets, names, []
+    kept = list(keyed.values())
+    note = (f"{len(targets) - len(kept)} repeated target(s) folded: {len(kept)} computed, "
+            f"not {len(targets)}")
+    return [t for t, _ in kept], None if names is None else [n for _, n in kept], [note]
 
 
 def register_scan(image, space, digest, cache, progress):

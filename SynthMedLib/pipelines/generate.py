@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from SynthMedLib import provenance
+from SynthMedLib import arguments, provenance
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.label_conditioning import prepare_label_map
@@ -51,24 +51,34 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
     card's (e.g. "totalsegmentator"); ``envelope_image``: the scan the label map was segmented
     from, to build the body envelope from when the map lacks it (else it is built from the map
     alone). ``spacing``: output spacing in mm for cards with a flexible grid (MAISI)."""
-    model = as_model(model).load_for("generate")
-    card, networks = model.card, model.networks
+    model = as_model(model)
+    card = model.card
+    # every number checked before any weights load (arguments.py: the same rules everywhere)
+    count, seed = arguments.count(count, "count (samples)"), arguments.seed(seed)
+    batch_size = arguments.optional_count(batch_size, "batch size")  # None: default_batch
+    # the guidance the authors published with (card scheduler.default_guidance), else none
+    guidance = arguments.optional_number(guidance, "guidance", low=0.0,
+                                         default=float(card.scheduler.default_guidance))
+    eta = arguments.number(eta, "eta", 0.0, 1.0)
+    tile = _tile(tile)
+    if spacing is not None:
+        spacing = (arguments.number(spacing, "spacing (mm)", low=1e-3) if np.ndim(spacing) == 0
+                   else [arguments.number(s, "spacing (mm)", low=1e-3) for s in spacing])
+    sampler = sampler_class(sampler or default_sampler(card.scheduler)).name
+    steps = arguments.optional_count(steps, "steps", default=sampler_class(sampler).default_steps
+                                     or card.scheduler.default_steps)
+    check_sampler(card.scheduler, sampler, steps)
+    check_guidance(card, guidance)
+    # conditions -> normalised vector (refused outside the card's ranges, with the range)
+    conditions = condition_values(card, dict(conditions or {}))
+
+    model = model.load_for("generate")
+    networks = model.networks
     unet = networks["diffusion"]
     run_on = model.device
     dtype = model.precision(dtype)
     precision = autocast(run_on, dtype)
     progress = Progress.wrap(progress)
-    sampler = sampler_class(sampler or default_sampler(card.scheduler)).name
-    steps = int(steps or sampler_class(sampler).default_steps or card.scheduler.default_steps)
-    check_sampler(card.scheduler, sampler, steps)
-    # the guidance the authors published with (card scheduler.default_guidance), else none
-    guidance = float(card.scheduler.default_guidance if guidance is None else guidance)
-    check_guidance(card, guidance)
-    if int(count) < 1:
-        raise InputError("generate at least one sample (count >= 1)")
-
-    # conditions -> normalised vector (refused outside the card's ranges, with the range)
-    conditions = condition_values(card, dict(conditions or {}))
     vector = condition_vectors(card, [conditions]).to(run_on)
 
     # the model-space grid, and the label map that conditions the ControlNet (if the card has one)
@@ -136,6 +146,18 @@ def default_batch(card, device, count):
     if torch.device(device).type != "cuda" or image_sized:
         return 1
     return max(1, min(4, int(count)))
+
+
+def _tile(tile):
+    """None (whole), one size, or one size per axis: counts of latent voxels."""
+    if tile is None:
+        return None
+    if np.ndim(tile) == 0:
+        return arguments.count(tile, "tile")
+    sizes = [arguments.count(t, "tile") for t in tile]
+    if len(sizes) not in (1, 3):
+        raise InputError(f"tile needs one size or three (x,y,z), not {len(sizes)}")
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def _model_grid(card, label_map, spacing):

@@ -113,7 +113,13 @@ def condition_values(card, conditions):
     """The card's variables filled from ``conditions``, defaults for the rest; raw values."""
     values = {}
     missing = []
-    for variable in card.conditioning.variables:
+    variables = card.conditioning.variables
+    unknown = sorted(set(conditions) - {v["name"] for v in variables})
+    if unknown:
+        known = ", ".join(v["name"] for v in variables) or "none"
+        raise InputError(f"model '{card.id}' has no condition {', '.join(unknown)} (its "
+                         f"conditions: {known})")
+    for variable in variables:
         name = variable["name"]
         if name in conditions and conditions[name] is not None:
             values[name] = conditions[name]

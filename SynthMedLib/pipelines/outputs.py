@@ -38,6 +38,7 @@ class Series:
     timings: dict = field(default_factory=dict)   # stage -> seconds
     model_space: dict = field(default_factory=dict)  # model-space arrays for scoring/debugging
     brain_mask: sitk.Image = None  # on the input grid, when brain extraction ran (whole_head.py)
+    warnings: list = field(default_factory=list)     # what the user must be told (also recorded)
 
 
 def volume_columns(card):

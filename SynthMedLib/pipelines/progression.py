@@ -21,6 +21,7 @@ silently in its place, the request's draws, seed and sampler would be ignored.
 import SimpleITK as sitk
 import torch
 
+from SynthMedLib import arguments
 from SynthMedLib.errors import InputError
 from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
@@ -56,20 +57,25 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
         raise InputError(f"model '{card.id}' has no ControlNet, which progression needs (it "
                          "conditions on the baseline); for the same scan at later ages use "
                          "counterfactual aging (synthmed counterfactual --target-ages ...)")
-    model.load_for("progression")
     volume_course = resolve_volume_course(card, volume_course)
-    years = [float(y) for y in years]
-    if not years or min(years) <= 0:
+    # every argument checked before any weights load (arguments.py: the same rules everywhere)
+    years = arguments.number_list(years, "follow-up years")
+    if min(years) <= 0:
         raise InputError("follow-up years must be positive numbers, e.g. --years 1,3,5")
+    years, note = arguments.folded(years, "follow-up years")
+    notes = [note] if note else []
+    draws = arguments.optional_count(draws, "draws", default=card.get("auxiliary", {}).get(
+        "disease_course", {}).get("latent_average_m", DEFAULT_DRAWS))
+    steps = arguments.optional_count(steps, "steps",
+                                     default=card.scheduler.default_steps)
+    seed = arguments.seed(seed)
     source = condition_values(card, covariates)
     followups = [dict(source, age=source["age"] + y) for y in years]
     if volume_course is not None:  # a volume-conditioned card is asked for the expected volumes
         for followup, volumes in zip(followups, volume_course.predict(source, years)):
             followup.update(_as_conditions(card, volumes))
     names = [f"year-{y:g}" for y in years]
-    draws = int(draws or card.get("auxiliary", {}).get("disease_course", {}).get(
-        "latent_average_m", DEFAULT_DRAWS))
-    steps = int(steps or card.scheduler.default_steps)
+    model.load_for("progression")
     sampler = sampler or default_sampler(card.scheduler)
     autoencoder, unet = model.network("autoencoder"), model.network("diffusion")
 
@@ -122,7 +128,7 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
                         steps=steps, seed=seed, draws=draws, identity_method=identity_method,
                         registration=mapping.record(),
                         volume_course=None if volume_course is None else volume_course.name,
-                        brain_extraction=scan.record)
+                        brain_extraction=scan.record, warnings=notes + mapping.warnings)
 
     def handed_on(index, result):
         paste_results([result], scan)  # the whole head around the changed brain
@@ -136,10 +142,11 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
                                 identity_method, progress, expected=scale_to, on_result=handed_on,
                                 device=model.device)
     timer.lap("native")
-
+    warnings = notes + mapping.warnings + [w for r in results for w in r.sidecar.get("warnings", [])]
+    record["warnings"] = warnings
     return Series("progression", results, baseline_volumes, record, timer.seconds,
                   {"input": sitk.GetArrayFromImage(model_image), "images": images,
-                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask)
+                   "labels": labels, "mapping": mapping}, brain_mask=scan.mask, warnings=warnings)
 
 
 def _as_conditions(card, volumes):

@@ -14,8 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SynthMedLib.spaces.checks import check_image
-from SynthMedLib.spaces.intensity import (IntensityMapping, apply_intensity, fit_intensity,
-                                          foreground_mask)
+from SynthMedLib.spaces.intensity import IntensityMapping, apply_intensity, fit_intensity
 from SynthMedLib.spaces.orientation import rotation_angle
 from SynthMedLib.spaces.model_space import ModelSpace
 from SynthMedLib.spaces.plausibility import check_t1_brain
@@ -114,8 +113,7 @@ def to_model_space(image, space, progress=None, cancel=None, seed=0):
     if template is not None:
         template_array = sitk.GetArrayViewFromImage(template)
         checks["t1_template_correlation"] = round(check_t1_brain(
-            sitk.GetArrayViewFromImage(resampled), template_array,
-            foreground_mask(template_array)), 4)
+            sitk.GetArrayViewFromImage(resampled), template_array, space.spacing), 4)
     intensity = fit_intensity(sitk.GetArrayViewFromImage(resampled), space.intensity)
     mapping = NativeMapping(space, transform, intensity, grid_of(image), dice, checks, warnings)
     return apply_intensity(resampled, mapping=intensity), mapping

@@ -50,8 +50,8 @@ def rotation_angle(matrix):
 
 @dataclass
 class OrientationChoice:
-    transform: sitk.Similarity3DTransform   # the best start for the full registration
-    rotation: np.ndarray                    # the axis rotation it started from
+    rotation: np.ndarray                    # the axis rotation that fits the anatomy best
+    centre: tuple                           # the moving image's centre of mass (LPS mm)
     metric: float                           # its coarse metric
     header_metric: float                    # the header orientation's coarse metric
 
@@ -106,4 +106,31 @@ def choose_orientation(fixed, moving, fixed_mask):
     best = min(results, key=lambda r: r[0])
     if not best[0] < header_metric - MARGIN * abs(header_metric):
         best = results[0]
-    return OrientationChoice(best[2], best[1], best[0], header_metric)
+    centre = tuple(np.add(start.GetCenter(), start.GetTranslation()))
+    return OrientationChoice(best[1], centre, best[0], header_metric)
+
+
+def reoriented(image, choice):
+    """``image`` with its header turned so that its anatomy has the template's orientation: the
+    same voxels, new direction and origin (no resampling). Registering this one keeps the
+    optimiser away from 180-degree rotations, where versor transforms are singular."""
+    rotation = np.asarray(choice.rotation)
+    centre = np.asarray(choice.centre)
+    turned = sitk.Image(image)
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    turned.SetDirection(tuple((rotation.T @ direction).ravel()))
+    turned.SetOrigin(tuple(rotation.T @ (np.asarray(image.GetOrigin()) - centre) + centre))
+    return turned
+
+
+def undo_reorientation(transform, choice):
+    """The affine transform into the original image for one found into ``reoriented(image)``."""
+    rotation = np.asarray(choice.rotation)
+    centre = np.asarray(choice.centre)
+    matrix = np.asarray(transform.GetMatrix()).reshape(3, 3)
+    c, t = np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation())
+    result = sitk.AffineTransform(3)
+    result.SetCenter(tuple(c))
+    result.SetMatrix(tuple((rotation @ matrix).ravel()))
+    result.SetTranslation(tuple(rotation @ (c + t - centre) + centre - c))
+    return result

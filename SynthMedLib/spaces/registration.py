@@ -19,7 +19,8 @@ import SimpleITK as sitk
 
 from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.spaces.intensity import foreground_mask
-from SynthMedLib.spaces.orientation import OrientationChoice, choose_orientation
+from SynthMedLib.spaces.orientation import (OrientationChoice, choose_orientation, reoriented,
+                                            undo_reorientation)
 
 MIN_DICE = 0.75                  # foreground overlap (template vs registered scan)
 SCALE_RANGE = (0.6, 1.6)         # singular values of the affine matrix, model -> native
@@ -53,8 +54,12 @@ def register_affine(native, template, seed=0, progress=None, cancel=None):
     orientation = choose_orientation(fixed, moving, fixed_mask)
     if cancel is not None and cancel():
         raise Cancelled("Registration cancelled.")
-    similarity = _run(fixed, moving, fixed_mask, orientation.transform, seed, progress, cancel,
-                      0.0, 0.4)
+    if orientation.corrected:
+        moving = reoriented(moving, orientation)
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Similarity3DTransform(),
+        sitk.CenteredTransformInitializerFilter.MOMENTS)
+    similarity = _run(fixed, moving, fixed_mask, initial, seed, progress, cancel, 0.0, 0.4)
     affine = sitk.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
     affine.SetMatrix(similarity.GetMatrix())
@@ -62,6 +67,8 @@ def register_affine(native, template, seed=0, progress=None, cancel=None):
     method = _method(fixed_mask, seed)
     affine, metric, iterations = _optimise(method, fixed, moving, affine, progress, cancel,
                                            0.4, 1.0)
+    if orientation.corrected:
+        affine = undo_reorientation(affine, orientation)
 
     _check_scale(affine)
     dice = foreground_dice(fixed, native, affine)

@@ -48,6 +48,15 @@ def prepare_output_folder(out, overwrite=False, what="--out"):
                              f"{entries[0].name}); choose a new folder, or add --overwrite to "
                              "replace the previous run's outputs")
         previous = previous_run_files(out)
+    check_writable_folder(out, what)
+    return RunFolder(out, previous)
+
+
+def check_writable_folder(out, what="output folder"):
+    """InputError unless ``out`` is, or can be made as, a folder new files can go into."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{what} {out} is a file, not a folder; choose a folder for the outputs")
     # The folder itself is only made by the first write (a refused argument later leaves no
     # empty folder behind); its nearest existing parent must take new entries. os.access is not
     # enough (root, ACLs, read-only mounts): try what the writer will do.
@@ -63,7 +72,7 @@ def prepare_output_folder(out, overwrite=False, what="--out"):
     except OSError as error:
         raise InputError(f"{what} {out} cannot be written to ({error.strerror or error}); choose "
                          "a writable folder") from None
-    return RunFolder(out, previous)
+    return out
 
 
 class RunFolder:

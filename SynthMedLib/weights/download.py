@@ -20,6 +20,7 @@ from SynthMedLib.errors import Cancelled, WeightsError
 from SynthMedLib.weights import hosts
 
 CHUNK = 1 << 20
+SIZE_MARGIN = 1 << 16   # bytes a download may run past the card's size before it is stopped
 USER_AGENT = "SynthMed (weights download)"
 
 
@@ -121,6 +122,11 @@ def _transfer(url, part, size, progress, cancel, timeout, show_bar, cookies):
             done = 0  # the server ignored Range and sends everything again
         remaining = response.headers.get("Content-Length")
         total = done + int(remaining) if remaining is not None else size
+        # A server sending more than the card's size is sending another file: stop at the size
+        # (+ a margin), not after reading all of it.
+        limit = None if size is None else size + SIZE_MARGIN
+        if limit is not None and total is not None and total > limit:
+            raise _oversized(part, url, total, size)
         bar = _progress_bar(part.name, total, done, show_bar)
         try:
             with part.open("ab" if resumed else "wb") as handle:
@@ -136,6 +142,9 @@ def _transfer(url, part, size, progress, cancel, timeout, show_bar, cookies):
                         break
                     handle.write(block)
                     done += len(block)
+                    if limit is not None and done > limit:
+                        handle.close()
+                        raise _oversized(part, url, done, size)
                     bar.update(len(block))
                     if progress is not None:
                         progress(done, total)
@@ -143,6 +152,13 @@ def _transfer(url, part, size, progress, cancel, timeout, show_bar, cookies):
             bar.close()
     if total is not None and done < total:
         raise _Interrupted(f"connection closed after {done} of {total} bytes")
+
+
+def _oversized(part, url, seen, size):
+    part.unlink(missing_ok=True)
+    return WeightsError(f"{url} sends {seen} bytes or more, the card says the file has {size}: "
+                        "stopped and deleted the partial file (the server serves another file, "
+                        "or the card's size is wrong)")
 
 
 def _progress_bar(name, total, initial, show):

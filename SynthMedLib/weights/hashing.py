@@ -18,7 +18,9 @@ def digest(path, algorithm="sha256", progress=None):
     """Hex digest of ``path``; ``progress(bytes_done, total)`` is called while reading."""
     path = Path(path).resolve()
     stat = path.stat()
-    entry_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{algorithm}"
+    # The inode too: a file replaced by another of the same size within the mtime's resolution
+    # (an atomic rename does that) is a new file.
+    entry_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{algorithm}"
     known = _load_index()
     if entry_key in known:
         return known[entry_key]
@@ -68,3 +70,25 @@ def _save_index(index):
         atomic.write_text(_index_path(), json.dumps(index, indent=0))
     except atomic.WriteError:
         pass  # a read-only home only costs re-hashing next time
+
+
+def verify(path, spec, where):
+    """Raise WeightsError unless ``path`` has the size and sha256 (or md5) its card entry
+    ``spec`` states; returns the file's sha256. Hashed once per file version (see ``digest``)."""
+    from SynthMedLib.errors import WeightsError
+
+    path = Path(path)
+    size = path.stat().st_size
+    if spec.get("size") and size != spec["size"]:
+        raise WeightsError(f"{where} has {size} bytes, the card says {spec['size']}: the file is "
+                           "truncated or another version; fetch it again (synthmed models fetch)")
+    actual = sha256(path)
+    for algorithm, expected in (("sha256", spec.get("sha256")), ("md5", spec.get("md5"))):
+        if not expected:
+            continue
+        found = actual if algorithm == "sha256" else digest(path, "md5")
+        if found != expected.lower():
+            raise WeightsError(f"{where} is not the file the card describes: {algorithm} "
+                               f"{found}, the card says {expected}. It is corrupted or another "
+                               "version; fetch it again (synthmed models fetch) or fix the card")
+    return actual

@@ -5,7 +5,7 @@ each network it needs."""
 from SynthMedLib.cards import load_card
 from SynthMedLib.errors import WeightsError
 from SynthMedLib.networks import build_network
-from SynthMedLib.weights import cache
+from SynthMedLib.weights import cache, hashing
 from SynthMedLib.weights.legacy_generative import convert_state_dict, looks_legacy
 from SynthMedLib.weights.maisi_format import maisi_state_dict
 from SynthMedLib.weights.safe_load import extract_state_dict, read_checkpoint
@@ -78,6 +78,8 @@ def load_network(card, name, device="cpu", channels=None, overrides=None, init_s
 
         copy_model_state(network, init_state)
     where = f"weights file {path} ({card.id}/{name})"
+    # Verified before it is read: a corrupted but loadable file would change outputs silently.
+    hashing.verify(path, card.weights[card.networks[name]["weights"]], where)
     checkpoint = read_checkpoint(path)
     state = state_dict_for(card, name, network, checkpoint, where)
     check_keys(network, state, where)

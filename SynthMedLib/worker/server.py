@@ -17,10 +17,12 @@ import traceback
 from pathlib import Path
 
 from SynthMedLib import __version__
-from SynthMedLib.errors import Cancelled, SynthMedError
+from SynthMedLib.errors import Cancelled, InputError, SynthMedError
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.worker import protocol
+from SynthMedLib.storage.run_folder import check_writable_folder
 from SynthMedLib.worker.handlers import HANDLERS
+from SynthMedLib.worker.message_checks import MessageError, check_request, valid_id
 
 
 class Context:
@@ -29,7 +31,8 @@ class Context:
 
     def __init__(self, progress, output_dir, models, send_partial=None):
         self.progress = progress
-        self.output_dir = Path(output_dir)
+        self._output_dir = None if output_dir is None else Path(output_dir)
+        self.temporary_dir = None
         self.models = models
         self.send_partial = send_partial
 
@@ -38,6 +41,20 @@ class Context:
         ready); the final result still lists everything."""
         if self.send_partial is not None:
             self.send_partial(payload)
+
+    @property
+    def output_dir(self):
+        """The request's folder, or a temporary one made only when a handler writes a file."""
+        if self._output_dir is None:
+            self._output_dir = self.temporary_dir = Path(tempfile.mkdtemp(prefix="synthmed-"))
+        return self._output_dir
+
+    def remove_empty_temporary(self):
+        if self.temporary_dir is not None:
+            try:
+                self.temporary_dir.rmdir()  # only when empty: files in it are results
+            except OSError:
+                pass
 
     def cached(self, key, load):
         """``load()`` once per key, kept for later requests. Only the most recently used
@@ -59,6 +76,17 @@ class Context:
         def report(fraction):
             self.progress.report(stage, int(round(1000 * float(fraction))), 1000)
         return report
+
+
+def message_or_none(line):
+    try:
+        return protocol.decode(line)
+    except ValueError:
+        return None
+
+
+def _get(message, key):
+    return message.get(key) if isinstance(message, dict) else None
 
 
 def _release_memory():
@@ -94,26 +122,38 @@ class Worker:
     # -- input -----------------------------------------------------------------------------------
 
     def read_requests(self):
-        for line in self.instream:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                message = protocol.decode(line)
-            except ValueError as error:
-                self.send({"event": protocol.ERROR, "id": None, "kind": "ProtocolError", "userError": False,
-                           "message": f"unreadable request: {error}"})
-                continue
+        try:
+            for line in self.instream:
+                if self._read_one(line.strip()) == protocol.SHUTDOWN:
+                    break
+        finally:
+            # stdin closed (the client went away), shutdown, or a failure here: stop what runs
+            # and leave; the main loop never waits on a reader that is gone.
+            self.cancel(None)
+            self.requests.put(None)
+
+    def _read_one(self, line):
+        """One line off stdin; nothing in it may end the reader thread."""
+        if not line:
+            return None
+        try:
+            message = protocol.decode(line)
             kind = message.get("type")
             if kind == protocol.CANCEL:
+                check_request(message)
                 self.cancel(message.get("id"))
             elif kind == protocol.SHUTDOWN:
-                break
+                return protocol.SHUTDOWN
             else:
                 self.requests.put(message)
-        # stdin closed (the client went away) or shutdown: stop what runs and leave.
-        self.cancel(None)
-        self.requests.put(None)
+        except (ValueError, MessageError) as error:
+            self.send({"event": protocol.ERROR, "id": valid_id(_get(message_or_none(line), "id")),
+                       "kind": "ProtocolError", "userError": False,
+                       "message": f"unreadable request: {error}"})
+        except Exception as error:  # a bug: say so, keep reading
+            self.send({"event": protocol.ERROR, "id": None, "kind": type(error).__name__,
+                       "userError": False, "message": f"internal error reading a request: {error}"})
+        return None
 
     def cancel(self, request_id=None):
         """Cancel ``request_id`` (None: whatever runs now)."""
@@ -137,7 +177,16 @@ class Worker:
             self.handle(message)
 
     def handle(self, message):
-        request_id = message.get("id")
+        request_id = valid_id(message.get("id"))
+        try:
+            check_request(message)
+            output_dir = message.get("outputDir")
+            if output_dir:
+                check_writable_folder(output_dir, "outputDir")
+        except InputError as error:
+            self.send({"event": protocol.ERROR, "id": request_id, "kind": type(error).__name__,
+                       "userError": True, "message": str(error)})
+            return
         handler = self.handlers.get(message.get("type"))
         if handler is None:
             self.send({"event": protocol.ERROR, "id": request_id, "kind": "InputError", "userError": True,
@@ -156,12 +205,12 @@ class Worker:
             self.send({"event": protocol.PROGRESS, "id": request_id, "stage": stage, "step": int(step),
                        "total": int(total), "secondsLeft": time_left.update(stage, step, total)})
 
-        output_dir = message.get("outputDir") or tempfile.mkdtemp(prefix="synthmed-")
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        context = Context(Progress(callback=report, cancel=cancel), output_dir, self.models,
+        context = Context(Progress(callback=report, cancel=cancel), output_dir or None, self.models,
                           lambda payload: self.send({"event": protocol.PARTIAL, "id": request_id,
                                                      "partial": payload}))
         try:
+            if output_dir:
+                Path(output_dir).mkdir(parents=True, exist_ok=True)
             context.progress.check()
             result = handler(protocol.parse(message.get("type"), message.get("params")), context)
             self.send({"event": protocol.RESULT, "id": request_id, "result": result})
@@ -184,6 +233,7 @@ class Worker:
                            "userError": False, "message": f"internal error: {error}",
                            "traceback": traceback.format_exc()})
         finally:
+            context.remove_empty_temporary()
             with self.state_lock:
                 self.current_id, self.current_cancel = None, None
 
