@@ -1,6 +1,9 @@
 """One validator for every numeric argument, shared by the command line, the Python API and the
 worker, so that ``--steps 0``, ``steps=0`` and ``{"steps": 0}`` get the same clear refusal.
 
+It imports only the standard library and SynthMedLib.errors: the worker protocol uses it, and Slicer's
+own Python (no numpy, no torch) imports the protocol.
+
 Before, ``0`` silently meant "the default" (``int(steps or default)``), NaN guidance produced an
 all-NaN image, and negative counts crashed deep inside torch with a traceback.
 """
@@ -12,12 +15,11 @@ from SynthMedLib.errors import InputError
 
 
 def _number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
-        raise InputError(f"{name} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(f"{name} must be a number, not {value!r}") from None
+    # Text is refused, not parsed: the command line has parsed its numbers already, and a "5" in
+    # a worker request or an API call is a client bug worth reporting.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a finite number, not {value!r}")
+    number = float(value)
     if not math.isfinite(number):
         raise InputError(f"{name} must be a finite number, not {value!r}")
     return number
@@ -35,6 +37,8 @@ def number(value, name, low=None, high=None):
 
 def integer(value, name, low=None, high=None):
     """A whole number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a whole number, not {value!r}")
     result = number(value, name, low, high)
     if result != int(result):
         raise InputError(f"{name} must be a whole number, not {value!r}")

@@ -14,6 +14,7 @@ from SynthMedLib.pipelines.whole_head import (PASTE_MARGIN_MM, paste_into_head, 
                                               separate_brain)
 
 from head_fixtures import OBLIQUE, real_head, resampled, with_noise_and_bias
+from generate_fixtures import describe_weights
 from pipeline_fixtures import write_tiny_model
 
 SUBJECT = ["--age", "62", "--sex", "F", "--diagnosis", "CN"]
@@ -34,6 +35,8 @@ def _conditions_matter(card_folder):
         if key.endswith("weight") and not value.any():
             state[key] = 0.2 * torch.randn(value.shape, generator=generator)
     save_file(state, str(path))
+    describe_weights(card_folder, card)  # weights are verified against the card on load
+    (card_folder / "card.json").write_text(json.dumps(card))
     return card_folder
 
 

@@ -8,6 +8,7 @@ SynthMedLib.pipelines; nothing here does model maths.
 
 import json
 
+from SynthMedLib import arguments
 from SynthMedLib.worker import protocol
 from SynthMedLib.worker.files import image_entry, read_input
 
@@ -75,7 +76,8 @@ def series_result(context, series, card, index_name, index_values, sent=None):
                                   labels=True))
     return {"images": images, "volumes": volumes, "segments": segments_of(card), "indexName": index_name,
             "provenance": json.loads(json.dumps(series.provenance, default=str)),
-            "timings": {k: round(float(v), 3) for k, v in series.timings.items()}}
+            "timings": {k: round(float(v), 3) for k, v in series.timings.items()},
+            "warnings": list(series.warnings)}
 
 
 def _volume_course(request):
@@ -93,12 +95,13 @@ def counterfactual(request: protocol.CounterfactualRequest, context) -> dict:
 
     card = load_card(request.model)
     image = read_input(request.image)
-    ages = request.target_ages
+    ages, note = arguments.folded(request.target_ages, "target ages")  # one result per age
     model = model_for(context, card, "counterfactual", request.device)
     sent, on_result = streamed_targets(context, card, "age", ages)
     series = run(model, image, dict(request.conditions), [{"age": age} for age in ages],
                  steps=request.steps, volume_course=_volume_course(request), progress=context.progress,
                  brain_extraction=request.brain_extraction, on_result=on_result)
+    series.warnings[:0] = [note] if note else []
     return series_result(context, series, card, "age", ages, sent)
 
 
@@ -108,12 +111,13 @@ def progression(request: protocol.ProgressionRequest, context) -> dict:
 
     card = load_card(request.model)
     image = read_input(request.image)
-    years = request.years
+    years, note = arguments.folded(request.years, "follow-up years")  # one result per year
     model = model_for(context, card, "progression", request.device)
     sent, on_result = streamed_targets(context, card, "years", years)
     series = run(model, image, dict(request.conditions), years, draws=request.draws, steps=request.steps,
                  seed=request.seed, volume_course=_volume_course(request), progress=context.progress,
                  brain_extraction=request.brain_extraction, on_result=on_result)
+    series.warnings[:0] = [note] if note else []
     return series_result(context, series, card, "years", years, sent)
 
 

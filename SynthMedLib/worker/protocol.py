@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
+from SynthMedLib import arguments
 from SynthMedLib.errors import InputError
 
 PROTOCOL_VERSION = 2  # 2: typed requests (unknown parameters are refused)
@@ -89,26 +90,17 @@ def _text(value, what, empty=False):
     return value
 
 
+# Numbers go through SynthMedLib.arguments, the validator the command line and the Python API use.
 def _integer(value, what, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise InputError(f"{what} must be a whole number, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{what} must be at least {minimum}, not {value!r}")
-    return int(value)
+    return arguments.integer(value, what, low=minimum)
 
 
 def _number(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{what} must be a finite number, not {value!r}")
-    return float(value)
+    return arguments.number(value, what)
 
 
 def _numbers(values, what):
-    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
-        raise InputError(f"{what} must be a list of numbers, not {values!r}")
-    if not values:
-        raise InputError(f"give at least one value for {what}")
-    return [_number(value, what) for value in values]
+    return arguments.number_list(values, what)
 
 
 def _mapping(value, what):
