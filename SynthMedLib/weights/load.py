@@ -79,7 +79,7 @@ def load_network(card, name, device="cpu", channels=None, overrides=None, init_s
         copy_model_state(network, init_state)
     where = f"weights file {path} ({card.id}/{name})"
     # Verified before it is read: a corrupted but loadable file would change outputs silently.
-    hashing.verify(path, card.weights[card.networks[name]["weights"]], where)
+    hashing.verify(path, card.weights[card.networks[name].weights], where)
     checkpoint = read_checkpoint(path)
     state = state_dict_for(card, name, network, checkpoint, where)
     check_keys(network, state, where)
