@@ -128,7 +128,7 @@ def auto_tile(card, autoencoder, latent, device, dtype, precision):
     available = available_bytes(device)
     if available is None:
         return None
-    args = card["networks"]["autoencoder"]["args"]
+    args = card.network_args("autoencoder")
 
     def reach():
         with precision:
@@ -142,7 +142,7 @@ def default_batch(card, device, count):
     launch-bound (on an H200, 15 ms per sample at batch 4 against 67 ms at 1, for +0.4 GiB;
     bench/results/gpu) and samples are decoded one at a time anyway; 1 on the CPU (compute-bound:
     no gain) and for ControlNets fed an image-sized label map (MAISI: 4 GiB more each at 512^3)."""
-    image_sized = ((card["conditioning"] or {}).get("controlnet") or {}).get("input") == "label_map"
+    image_sized = card.conditioning.controlnet_input == "label_map"
     if torch.device(device).type != "cuda" or image_sized:
         return 1
     return max(1, min(4, int(count)))
