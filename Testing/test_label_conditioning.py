@@ -146,6 +146,7 @@ def test_worker_maps_segment_names_with_the_preset_and_builds_the_envelope_from_
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.worker.model_requests import describe
     from SynthMedLib.worker.pipeline_requests import generate as worker_generate
+    from SynthMedLib.worker import protocol
     from SynthMedLib.worker.server import Context
 
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))
@@ -165,7 +166,8 @@ def test_worker_maps_segment_names_with_the_preset_and_builds_the_envelope_from_
     params = {"model": "tiny-maisi", "steps": 2, "labelCondition": str(tmp_path / "segments.nii.gz"),
               "labelNames": {str(n): names[v] for n, v in enumerate(sorted(names), start=1)},
               "labelPreset": "totalsegmentator", "envelopeImage": str(tmp_path / "ct.nii.gz"), "device": "cpu"}
-    result = worker_generate(params, Context(Progress(), tmp_path / "out", collections.OrderedDict()))
+    request = protocol.GenerateRequest.from_params(params)  # as the worker parses the wire message
+    result = worker_generate(request, Context(Progress(), tmp_path / "out", collections.OrderedDict()))
     label_entry = next(image for image in result["images"] if image["role"] == "labels")
     returned = sitk.GetArrayFromImage(sitk.ReadImage(label_entry["path"]))
     assert {1, 3, 37, 28, 30, 67, 79, 200} <= set(np.unique(returned).tolist())
