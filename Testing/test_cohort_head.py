@@ -35,6 +35,13 @@ def test_the_head_surrounds_the_same_brain():
     assert not is_skull_stripped(head.image)
 
 
+def test_the_smallest_head_is_still_seen_as_a_head():
+    # The cohort's smallest head (F, head scale 0.87) encloses only ~2.3 L; its dark skull tells.
+    small = Subject(seed=1_000_014, sex="F", diagnosis="AD", baseline_age=80.0)
+    assert not is_skull_stripped(render(small, 90.0, spacing=3.0, head=True).image)
+    assert is_skull_stripped(render(small, 90.0, spacing=3.0).image)
+
+
 def test_thicknesses_vary_per_subject_and_layers_go_dark_bright_dark():
     assert thicknesses(1) != thicknesses(2)
     distances, levels = layer_profile(1)

@@ -27,6 +27,10 @@ BRAIN_ML_RANGE = (800.0, 2200.0)
 # and scalp included. Measured (README, "Brain extraction"): skull-stripped MNI152 1.89 L, a cohort
 # brain 1.33 L; cohort heads (scalp + skull, no face or neck) 2.4 L, a real head 4.1 L.
 STRIPPED_MAX_FOREGROUND_ML = BRAIN_ML_RANGE[1]
+# A small head (the cohort's smallest, 3 mm) encloses only 2.3 L, too close to that bound; its
+# skull does not: 290-330 mL of enclosed dark voxels, where a skull-stripped brain has < 10 mL
+# (MNI152 5 mL, an AD subject at 90 with large ventricles 3 mL: CSF is above the dark threshold).
+STRIPPED_MAX_DARK_ML = 100.0
 # deepbet was trained on ~1 mm scans; a scan far from that (or anisotropic) is resampled to a 1 mm
 # isotropic grid for the network and the mask brought back.
 NETWORK_SPACING_MM = 1.0
@@ -41,12 +45,13 @@ MIN_EDGE_CONTRAST = 1.3
 SHELL_MM = (1.0, 4.0)
 
 
-def foreground_volume_ml(image):
-    """The volume (mL) enclosed by the tissue ``spaces.intensity.foreground_mask`` finds: its
-    holes filled, so that a head's skull (dark in T1, between a bright brain and a bright scalp)
-    counts as inside the head. Holes are filled slice by slice along each axis (the union of the
-    three): a head cut off by the field of view below the skull still encloses it in every slice
-    that crosses the scalp, where a 3D fill would leak out through the cut."""
+def enclosed_volumes_ml(image):
+    """(enclosed, dark enclosed) volumes in mL: what the tissue ``spaces.intensity.
+    foreground_mask`` finds encloses, its holes filled, and the part of it that is not tissue. A
+    head's skull (dark in T1, between a bright brain and a bright scalp) is enclosed and dark.
+    Holes are filled slice by slice along each axis (the union of the three): a head cut off by
+    the field of view below the skull still encloses it in every slice that crosses the scalp,
+    where a 3D fill would leak out through the cut."""
     from scipy import ndimage
 
     tissue = foreground_mask(sitk.GetArrayViewFromImage(image))
@@ -55,13 +60,21 @@ def foreground_volume_ml(image):
         in_slice = np.ones((3, 3, 3), bool)
         in_slice[tuple(slice(None) if a != axis else slice(0, 3, 2) for a in range(3))] = False
         enclosed |= ndimage.binary_fill_holes(tissue, structure=in_slice)
-    return int(np.count_nonzero(enclosed)) * float(np.prod(image.GetSpacing())) / 1000.0
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    return (int(np.count_nonzero(enclosed)) * voxel_ml,
+            int(np.count_nonzero(enclosed & ~tissue)) * voxel_ml)
+
+
+def foreground_volume_ml(image):
+    """The volume (mL) the scan's tissue encloses (``enclosed_volumes_ml``)."""
+    return enclosed_volumes_ml(image)[0]
 
 
 def is_skull_stripped(image):
     """True when ``image`` holds a brain only (no scalp, skull, neck): what its tissue encloses
-    is brain-sized."""
-    return foreground_volume_ml(image) <= STRIPPED_MAX_FOREGROUND_ML
+    is brain-sized and hardly any of it is dark."""
+    enclosed, dark = enclosed_volumes_ml(image)
+    return enclosed <= STRIPPED_MAX_FOREGROUND_ML and dark <= STRIPPED_MAX_DARK_ML
 
 
 def wants_extraction(image, mode):
