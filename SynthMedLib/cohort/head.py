@@ -9,6 +9,8 @@ which the whole head shares (appearance.py). There is no face or neck: the brain
 network sees a head it must cut the brain out of, which is what the skull-on benches need.
 """
 
+from __future__ import annotations
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -25,14 +27,14 @@ T1 = {"bone": 0.06, "marrow": 0.42, "fat": 0.95, "skin": 0.55}
 HEAD_MARGIN_MM = 24.0
 
 
-def thicknesses(seed):
+def thicknesses(seed: int) -> tuple[float, float]:
     """(skull, scalp) thickness in mm of a subject."""
     skull, scalp = rng(seed, "skull").uniform(size=2)
     return (SKULL_MM[0] + skull * (SKULL_MM[1] - SKULL_MM[0]),
             SCALP_MM[0] + scalp * (SCALP_MM[1] - SCALP_MM[0]))
 
 
-def layer_profile(seed):
+def layer_profile(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(distances mm, T1 levels): the intensity met going out from the intracranial surface."""
     skull, scalp = thicknesses(seed)
     table = skull / 3.0
@@ -46,7 +48,7 @@ def layer_profile(seed):
     return np.array(distances), np.array(values)
 
 
-def head_layers(intracranial, reference, seed):
+def head_layers(intracranial: np.ndarray, reference: sitk.Image, seed: int) -> np.ndarray:
     """T1 levels of the layers (Z, Y, X array on ``reference``) outside the intracranial volume
     (``intracranial``: its fraction per voxel); 0 inside it and beyond the skin."""
     inside = sitk.GetImageFromArray((np.asarray(intracranial) >= 0.5).astype(np.uint8))

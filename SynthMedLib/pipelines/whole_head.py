@@ -13,6 +13,8 @@ a seam where the change still moves the cortex's outer edge); beyond the band it
 bit for bit.
 """
 
+from __future__ import annotations
+
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -52,7 +54,8 @@ class HeadScan:
         return self._weight
 
 
-def separate_brain(image, mode="auto", digest=None, cache=None, device="cpu", progress=None):
+def separate_brain(image: sitk.Image, mode: str = "auto", digest: str | None = None, cache=None,
+                   device="cpu", progress=None) -> HeadScan:
     """A HeadScan for ``image``; ``mode``: auto (extract unless the scan is skull-stripped), on,
     off. The mask is remembered per scan by ``cache`` (the age slider asks again and again)."""
     # The generic refusals (not 3D, a label map, NaNs, ...) come before the network sees anything;
@@ -81,7 +84,7 @@ def separate_brain(image, mode="auto", digest=None, cache=None, device="cpu", pr
     return HeadScan(image, brain_only(image, mask), brain_digest, mask, record)
 
 
-def paste_weight(mask, margin_mm=PASTE_MARGIN_MM):
+def paste_weight(mask: sitk.Image, margin_mm: float = PASTE_MARGIN_MM) -> sitk.Image:
     """float32 on the mask's grid: 1 in the brain, falling linearly to 0 at ``margin_mm`` outside
     it, exactly 0 beyond."""
     distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False,
@@ -92,7 +95,7 @@ def paste_weight(mask, margin_mm=PASTE_MARGIN_MM):
     return image
 
 
-def paste_into_head(head, changed, weight):
+def paste_into_head(head: sitk.Image, changed: sitk.Image, weight: sitk.Image) -> sitk.Image:
     """``changed`` where ``weight`` is 1, ``head`` where it is 0 (those voxels copied, not
     computed), blended between; float32 on ``head``'s grid."""
     original = sitk.GetArrayFromImage(sitk.Cast(head, sitk.sitkFloat32))
@@ -106,7 +109,7 @@ def paste_into_head(head, changed, weight):
     return result
 
 
-def paste_results(results, scan):
+def paste_results(results: list, scan: HeadScan) -> list:
     """Each TargetResult's image pasted into ``scan``'s whole head, its difference map redone."""
     if not scan.extracted:
         return results

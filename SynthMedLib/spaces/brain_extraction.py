@@ -10,6 +10,8 @@ the canonical array deepbet expects) and the checks that refuse a mask that cann
 ``is_skull_stripped`` decides ``auto``: a skull-stripped scan is not stripped again.
 """
 
+from __future__ import annotations
+
 import functools
 
 import numpy as np
@@ -45,7 +47,7 @@ MIN_EDGE_CONTRAST = 1.3
 SHELL_MM = (1.0, 4.0)
 
 
-def enclosed_volumes_ml(image):
+def enclosed_volumes_ml(image: sitk.Image) -> tuple[float, float]:
     """(enclosed, dark enclosed) volumes in mL: what the tissue ``spaces.intensity.
     foreground_mask`` finds encloses, its holes filled, and the part of it that is not tissue. A
     head's skull (dark in T1, between a bright brain and a bright scalp) is enclosed and dark.
@@ -65,19 +67,19 @@ def enclosed_volumes_ml(image):
             int(np.count_nonzero(enclosed & ~tissue)) * voxel_ml)
 
 
-def foreground_volume_ml(image):
+def foreground_volume_ml(image: sitk.Image) -> float:
     """The volume (mL) the scan's tissue encloses (``enclosed_volumes_ml``)."""
     return enclosed_volumes_ml(image)[0]
 
 
-def is_skull_stripped(image):
+def is_skull_stripped(image: sitk.Image) -> bool:
     """True when ``image`` holds a brain only (no scalp, skull, neck): what its tissue encloses
     is brain-sized and hardly any of it is dark."""
     enclosed, dark = enclosed_volumes_ml(image)
     return enclosed <= STRIPPED_MAX_FOREGROUND_ML and dark <= STRIPPED_MAX_DARK_ML
 
 
-def wants_extraction(image, mode):
+def wants_extraction(image: sitk.Image, mode: str) -> bool:
     """Whether ``mode`` (auto / on / off) asks for brain extraction on ``image``."""
     if mode not in MODES:
         raise InputError(f"brain extraction must be one of {', '.join(MODES)}, not {mode!r}")
@@ -99,7 +101,7 @@ def _network(device):
     return network
 
 
-def extract_brain(image, device="cpu", progress=None):
+def extract_brain(image: sitk.Image, device="cpu", progress=None) -> sitk.Image:
     """The brain mask (uint8 0/1, on ``image``'s grid) of a T1 head scan; ``image`` is only read.
 
     Raises InputError when the network finds no brain or a mask whose volume is not a brain's."""
@@ -134,12 +136,12 @@ def extract_brain(image, device="cpu", progress=None):
     return brain
 
 
-def mask_volume_ml(mask):
+def mask_volume_ml(mask: sitk.Image) -> float:
     return float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(
         np.prod(mask.GetSpacing())) / 1000.0
 
 
-def check_brain_mask(mask, image=None):
+def check_brain_mask(mask: sitk.Image, image: sitk.Image | None = None) -> float:
     """Refuse a mask that cannot be a brain (InputError), instead of aging the wrong region: no
     voxels, a volume outside BRAIN_ML_RANGE, or (given the ``image``) no T1 brain edge."""
     volume = mask_volume_ml(mask)
@@ -162,7 +164,7 @@ def check_brain_mask(mask, image=None):
     return volume
 
 
-def edge_contrast(image, mask):
+def edge_contrast(image: sitk.Image, mask: sitk.Image) -> float:
     """Median intensity inside ``mask`` (deeper than 1 mm) over the median of a SHELL_MM shell
     outside it."""
     distance = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
@@ -176,7 +178,7 @@ def edge_contrast(image, mask):
     return float((np.median(inside) - low) / max(float(np.median(shell)) - low, 1e-6))
 
 
-def brain_only(image, mask):
+def brain_only(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
     """``image`` (float32 copy) with everything outside ``mask`` set to the background the model
     saw in training (0, or the scan's minimum when that is below 0)."""
     background = min(0.0, float(np.min(sitk.GetArrayViewFromImage(image))))
