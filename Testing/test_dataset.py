@@ -90,16 +90,31 @@ def test_a_killed_run_resumes_to_the_same_files(reference, tmp_path):
     assert files(resumed) == files(out)
 
 
-def test_two_torchrun_processes_give_the_same_bytes(reference, home, tmp_path):
-    out, table = reference
+def torchrun_dataset(home, out, *arguments):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), SYNTHMED_HOME=str(home))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "SynthMedLib.cli", "dataset", "--model", "tiny-brain", "--covariates", str(table),
-               "--seed", "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "two")]
+               "-m", "SynthMedLib.cli", "dataset", "--model", "tiny-brain", *arguments, "--device", "cpu",
+               "--no-progress", "--out", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_two_torchrun_processes_give_the_same_bytes(reference, home, tmp_path):
+    out, table = reference
+    done = torchrun_dataset(home, tmp_path / "two", "--covariates", str(table), "--seed", "3")
     assert "rank 1/2: made 2" in done.stdout
     assert files(tmp_path / "two") == files(out)
+
+
+def test_a_distribution_under_torchrun_matches_one_process(home, tmp_path):
+    """--samples reaches the command under torchrun (whose parser would take '--n' for its own)."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"age": {"uniform": [60, 80]}, "diagnosis": {"categorical": {"CN": 1, "AD": 1}}}))
+    arguments = ["--distribution", str(spec), "--samples", "3", "--seed", "5"]
+    torchrun_dataset(home, tmp_path / "two", *arguments)
+    assert main(["dataset", "--model", "tiny-brain", *arguments, "--no-progress", "--out", str(tmp_path / "one")]) == 0
+    assert files(tmp_path / "two") == files(tmp_path / "one")
 
 
 def test_distribution_draws_are_seeded_and_checked(home):

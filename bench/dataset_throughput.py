@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run(processes, out, args):
     command = [sys.executable, "-m", "SynthMedLib.cli", "dataset", "--model", args.model, "--distribution",
-               str(args.spec), "--n", str(args.n), "--seed", "0", "--threads", "1", "--device", args.device,
+               str(args.spec), "--samples", str(args.n), "--seed", "0", "--threads", "1", "--device", args.device,
                "--no-progress", "--out", str(out)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",

@@ -18,7 +18,10 @@ def register(subparsers):
     source.add_argument("--covariates", help="TSV/CSV table: one row per sample, one column per condition")
     source.add_argument("--distribution", help="JSON: per condition uniform/normal/categorical/value, "
                         "or {\"match\": \"participants.tsv\"}")
-    parser.add_argument("--n", type=int, default=None, help="number of samples (with --distribution)")
+    # --samples, not --n: torchrun's own parser takes '--n' as an abbreviation of its --nnodes /
+    # --nproc-per-node even after the script name, so '--n' would never reach us under torchrun.
+    parser.add_argument("--samples", "--n", dest="n", type=int, default=None,
+                        help="number of samples (with --distribution)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--sampler", default=None, help="sampler (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
@@ -46,9 +49,9 @@ def run(args):
             raise InputError(f"--threads must be at least 1, not {args.threads}")
         torch.set_num_threads(args.threads)
     if args.distribution and args.n is None:
-        raise InputError("--distribution needs --n (the number of samples)")
+        raise InputError("--distribution needs --samples (the number of samples)")
     if args.covariates and args.n is not None:
-        raise InputError("--n goes with --distribution; a --covariates table has one sample per row")
+        raise InputError("--samples goes with --distribution; a --covariates table has one sample per row")
     card = load_card(args.model)
     check_guidance(card, args.guidance)
     conditions = (read_table(args.covariates, card) if args.covariates

@@ -47,7 +47,7 @@ def read_table(path: str | Path, card) -> list[dict]:
 
 def draw(spec: dict, n: int, seed: int, card) -> list[dict]:
     if int(n) < 1:
-        raise InputError(f"--n must be at least 1, not {n}")
+        raise InputError(f"a dataset needs at least one sample, not {n}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), COVARIATE_STREAM]))
     if "match" in spec:
         source = read_table(spec["match"], card)
