@@ -181,6 +181,11 @@ class LiveSeries:
             browser.SetSelectedItemNumber(max(0, item))
         series._sequences_logic(self.scene).UpdateProxyNodesFromSequences(browser)
         self.nodes.proxies = [browser.GetProxyNode(s) for s in made]
+        for proxy, sequence in zip(self.nodes.proxies, made):  # named like build_series names them
+            if proxy is not None:
+                proxy.SetName(sequence.GetName())
+        if self.nodes.difference_proxy is not None:  # one symmetric window over every item so far
+            results.centre_on_zero(self.scene, self.nodes.difference_proxy, self.nodes.difference_sequence)
         self._table()
 
     def _table(self):
@@ -189,9 +194,11 @@ class LiveSeries:
             return
         if self.nodes.table is None:
             self.nodes.table = tables.volumes_table(self.scene, rows, self.index_name, f"{self.title} volumes")
-            self.nodes.chart, _ = tables.volumes_plot(self.scene, self.nodes.table, self.index_name,
-                                                      f"{self.title} volumes plot")
-            hierarchy.move_into(self.scene, self.nodes.folder, [self.nodes.table, self.nodes.chart])
+            self.nodes.chart, self.nodes.plot_series = tables.volumes_plot(
+                self.scene, self.nodes.table, self.index_name, f"{self.title} volumes plot")
+            # the plot series too, not left at the top of the Data module (issue 14, item 5)
+            hierarchy.move_into(self.scene, self.nodes.folder,
+                                [self.nodes.table, self.nodes.chart, *self.nodes.plot_series])
             return
         table = self.nodes.table.GetTable()
         columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]

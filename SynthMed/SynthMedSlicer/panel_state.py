@@ -12,6 +12,7 @@ from SynthMedLib.errors import InputError
 # Request kind -> (button, idle text). Tasks run a model; the others manage models or inputs.
 TASKS = {
     "generate": ("generateButton", "Generate"),
+    "dataset": ("datasetButton", "Write dataset"),
     "counterfactual": ("counterfactualButton", "Age the scan"),
     "progression": ("progressionButton", "Predict progression"),
 }
@@ -22,6 +23,10 @@ OTHERS = {
 }
 BUTTONS = {**TASKS, **OTHERS}
 CANCEL_TEXT = "Cancel"
+# A task that runs another task's pipeline: a dataset is many generated samples.
+PIPELINE_OF = {"dataset": "generate"}
+# Tasks that need nothing chosen besides the model (the others: an input volume, or a folder).
+NEEDS_NOTHING = ("generate",)
 
 # Start-up states of the panel: the worker, its model catalogue and device list.
 NOT_STARTED = "not started"
@@ -47,7 +52,7 @@ def offered_tasks(model):
     """The tasks the model's card says it runs, in panel order; none without its weights."""
     if not weights_present(model):
         return []
-    return [kind for kind in TASKS if kind in (model.get("pipelines") or [])]
+    return [kind for kind in TASKS if PIPELINE_OF.get(kind, kind) in (model.get("pipelines") or [])]
 
 
 def busy(job_kind, query_running):
@@ -59,7 +64,8 @@ def busy(job_kind, query_running):
 def button_states(startup, model, inputs, job_kind=None, query_running=False):
     """{button name: ButtonState} for the whole panel.
 
-    ``inputs``: {"counterfactual": bool, "progression": bool}, whether an input volume is chosen.
+    ``inputs``: {"counterfactual": bool, "progression": bool, "dataset": bool}, whether an input
+    volume (for a dataset: an output folder) is chosen.
     ``job_kind``: the running job's kind (its button turns into Cancel and stays enabled, so
     downloads, imports and the test subject can be cancelled like the tasks)."""
     states = {}
@@ -77,7 +83,7 @@ def button_states(startup, model, inputs, job_kind=None, query_running=False):
         return states
     offered = offered_tasks(model)
     for kind, (button, text) in TASKS.items():
-        ready = kind in offered and (kind == "generate" or bool(inputs.get(kind)))
+        ready = kind in offered and (kind in NEEDS_NOTHING or bool(inputs.get(kind)))
         states[button] = ButtonState(ready, text)
     downloadable = bool(model and model.get("missing") and model.get("downloadable"))
     states[OTHERS["download"][0]] = ButtonState(downloadable, OTHERS["download"][1])
@@ -136,5 +142,12 @@ def label_preset_choices(model):
 
 
 def memory_pipeline(kind):
-    """The pipeline whose memory the panel estimates for a section (generate for the Model panel)."""
-    return kind if kind in TASKS else "generate"
+    """The pipeline whose memory the panel estimates for a section (generate for the Model panel
+    and for a dataset, which generates one sample at a time)."""
+    return PIPELINE_OF.get(kind, kind) if kind in TASKS else "generate"
+
+
+def slider_enabled(startup, job_kind=None, query_running=False, series_ready=False):
+    """An age/years slider asks the model only when the panel is idle and the kind's first run on
+    this scan (with these settings) is done; while any job runs it waits like the other tasks."""
+    return startup == READY and not busy(job_kind, query_running) and bool(series_ready)

@@ -4,6 +4,9 @@ decision it relies on (buttons, tasks, ages, devices, installs) lives in the qt-
 beside it, and nothing here waits on the worker: start-up, catalogue, devices and memory
 estimates run on a background thread (background.py) and one QTimer polls them and the jobs.
 
+The Dataset section (panels_dataset.py), the series and their sliders (panels_series.py) and the
+Model section (panels_model.py) are mixins of Panels, in their own files.
+
 Every widget it names must exist in the .ui (Testing/test_slicer_ui.py checks that). No Slicer
 application runs where this is developed, so the Qt/CTK/MRML names used here were checked against
 Slicer's source (Slicer/Slicer main, 583e9b3 of 2026-08-21: slicer.util, slicer.packaging,
@@ -21,18 +24,18 @@ import slicer
 
 from SynthMedLib.errors import Cancelled, SynthMedError
 from SynthMedLib.worker.protocol import ModelsRequest
-from SynthMedSlicer import dependencies, devices, model_cache, models, panel_state, parameters, results, views
+from SynthMedSlicer import dataset_panel, dependencies, devices, model_cache, models, panel_state, parameters
 from SynthMedSlicer.background import BackgroundCall, start_worker_and_read
+from SynthMedSlicer.panels_dataset import DatasetSection
 from SynthMedSlicer.panels_model import ModelSection
+from SynthMedSlicer.panels_series import SERIES_WIDGETS, SeriesSection
 
 POLL_MS = 100
 CONDITION_BOXES = {"generate": "generateConditionsBox", "counterfactual": "counterfactualConditionsBox",
                    "progression": "progressionConditionsBox"}
-SERIES_WIDGETS = {"counterfactual": ("counterfactualSeekWidget", "counterfactualSummaryLabel"),
-                  "progression": ("progressionSeekWidget", "progressionSummaryLabel")}
 
 
-class Panels(ModelSection):
+class Panels(ModelSection, DatasetSection, SeriesSection):
     def __init__(self, ui, logic, parameterNode):
         self.ui = ui
         self.logic = logic                  # SynthMed.SynthMedLogic; its .core is the qt-free SceneLogic
@@ -63,6 +66,8 @@ class Panels(ModelSection):
         ui.simulatedSubjectButton.clicked.connect(self.onSimulatedSubject)
         ui.counterfactualInputSelector.currentNodeChanged.connect(lambda _node: self.updateButtons())
         ui.progressionInputSelector.currentNodeChanged.connect(lambda _node: self.updateButtons())
+        self.connectDataset()
+        self.connectSeries()
         ui.progressBar.setVisible(False)
         self.updateCache()
         qt.QTimer.singleShot(0, self.start)
@@ -140,6 +145,8 @@ class Panels(ModelSection):
         self.ui.modelInfoLabel.text = models.model_summary_html(model) if model else "No model cards found."
         for boxName in CONDITION_BOXES.values():
             self.buildConditions(boxName, model)
+        self.buildDatasetConditions(model)
+        self.configureSliders(model)
         labelled = bool(model and model.get("labelCondition"))
         presets = panel_state.label_preset_choices(model)
         self.ui.labelPresetSelector.clear()
@@ -180,6 +187,9 @@ class Panels(ModelSection):
             widgets[spec["name"]] = widget
         self.conditionWidgets[boxName] = widgets
 
+    def conditionsFor(self, kind):
+        return self.conditions(CONDITION_BOXES[kind])
+
     def conditions(self, boxName):
         out = {}
         for name, widget in self.conditionWidgets.get(boxName, {}).items():
@@ -194,7 +204,8 @@ class Panels(ModelSection):
 
     def updateButtons(self):
         inputs = {"counterfactual": self.ui.counterfactualInputSelector.currentNode() is not None,
-                  "progression": self.ui.progressionInputSelector.currentNode() is not None}
+                  "progression": self.ui.progressionInputSelector.currentNode() is not None,
+                  "dataset": dataset_panel.folder_chosen(self.datasetFolder())}
         states = panel_state.button_states(self.startup, self.currentModel(), inputs, self.jobKind(),
                                            self.query is not None)
         for name, state in states.items():
@@ -206,6 +217,8 @@ class Panels(ModelSection):
         self.ui.deviceSelector.enabled = selectable
         model = self.currentModel()
         self.ui.removeWeightsButton.enabled = bool(model) and not self.isBusy() and bool(model_cache.weight_files(model["id"]))
+        if hasattr(self, "explorer"):  # connect() made it
+            self.updateSliders()
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -215,6 +228,9 @@ class Panels(ModelSection):
             return
         if self.startup in panel_state.RETRYABLE:
             self.installAndStart()
+            return
+        if kind == "dataset":
+            self.onDataset()
             return
         model = self.currentModel()
         conditions = self.conditions(CONDITION_BOXES[kind])
@@ -231,16 +247,10 @@ class Panels(ModelSection):
         self.started(f"Starting {kind}…")
 
     def prepare(self, kind, model, conditions, options):
-        ui = self.ui
         if kind == "generate":
             return self.core.prepareGenerate(model["id"], conditions, **options)
-        if kind == "counterfactual":
-            options = dict(options)
-            return self.core.prepareCounterfactual(ui.counterfactualInputSelector.currentNode(), model["id"],
-                                                   conditions, options.pop("targetAges"), **options)
-        options = dict(options)
-        return self.core.prepareProgression(ui.progressionInputSelector.currentNode(), model["id"], conditions,
-                                            options.pop("years"), **options)
+        # aging and progression stream their targets into a series the sliders then grow
+        return self.startSeries(kind, model, conditions, options)
 
     def started(self, text):
         self.ui.progressBar.setVisible(True)
@@ -253,10 +263,13 @@ class Panels(ModelSection):
         if self.query is not None and self.query[1].done():
             self.onQueryDone(*self.query)
         if self.core.job is not None:
+            job = self.core.job
             events, ended = self.core.poll()
             for event in events:
                 if event.get("event") == "progress":
                     self.showProgress(event)
+            if any(event.get("event") == "partial" for event in events):
+                self.onPartial(job)
             if ended is not None:
                 self.onJobEnded(ended)
         if self.memoryWanted and not self.isBusy():  # a change made while busy: estimate it now
@@ -266,9 +279,12 @@ class Panels(ModelSection):
 
     def onJobEnded(self, ended):
         self.ui.progressBar.setVisible(False)
+        self.explorer.ended(ended)  # a first run that did not finish leaves no half series
         if ended.state == "done":
             self.setStatus(f"Done: {ended.title}.")
             self.show(ended)
+        elif ended.state == "cancelled" and ended.kind == "dataset":
+            self.setStatus(dataset_panel.cancelled_message(ended.request.folder))
         elif ended.state == "cancelled":
             self.setStatus("Cancelled; nothing was added to the scene.")
         else:
@@ -302,6 +318,9 @@ class Panels(ModelSection):
         if job.kind in ("download", "import"):
             self.runInBackground("catalogue", self.core.client.run, ModelsRequest())
             return
+        if job.kind == "dataset":
+            self.showDataset(job)
+            return
         if job.kind in ("generate", "cohort"):
             if nodes.volumes:
                 slicer.util.setSliceViewerLayers(background=nodes.volumes[0], fit=True)
@@ -309,19 +328,9 @@ class Panels(ModelSection):
                 self.ui.counterfactualInputSelector.setCurrentNode(nodes.volumes[0])
                 self.ui.progressionInputSelector.setCurrentNode(nodes.volumes[0])
             return
-        inputNode = (self.ui.counterfactualInputSelector if job.kind == "counterfactual"
-                     else self.ui.progressionInputSelector).currentNode()
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-        views.side_by_side(slicer.mrmlScene, inputNode, nodes.proxies[0] if nodes.proxies else None,
-                           nodes.difference_proxy)
-        slicer.util.resetSliceViews()
-        seekName, summaryName = SERIES_WIDGETS[job.kind]
-        getattr(self.ui, seekName).setMRMLSequenceBrowserNode(nodes.browser)
-        getattr(self.ui, summaryName).text = "<br>".join(html.escape(line) for line in results.summary(job.result))
-        sequences = getattr(slicer.modules, "sequences", None)
-        if sequences is not None and nodes.browser is not None:
-            sequences.setToolBarActiveBrowserNode(nodes.browser)
-            sequences.setToolBarVisible(True)
+        if job.kind in SERIES_WIDGETS:
+            self.setStatus(self.seriesDoneMessage(job))
+            self.showSeries(job.kind, nodes, job.result)
 
     def onSimulatedSubject(self):
         """A ground-truth subject of the simulated cohort, at the age the conditions say."""
@@ -355,3 +364,5 @@ class Panels(ModelSection):
     def shutdown(self):
         self.timer.stop()
         self.cancelRunning()
+        if hasattr(self, "explorer"):
+            self.explorer.forget()  # the kept input files; the series stay in the scene

@@ -30,6 +30,10 @@ class PanelParameters:
     steps: int = 50
     guidance: float = 1.0
     labelCondition: slicer.vtkMRMLSegmentationNode
+    datasetFolder: str = ""  # the ctkPathLineEdit is wired by panels_dataset.py (a Path field would say ".")
+    datasetSamples: int = 16
+    datasetSeed: int = 0
+    datasetSteps: int = 50
     counterfactualInput: slicer.vtkMRMLScalarVolumeNode
     targetAgeFrom: float = 60.0
     targetAgeTo: float = 90.0
@@ -70,4 +74,7 @@ def run_options(kind, values, model):
                 "draws": int(values.progressionDraws), "steps": int(values.progressionSteps),
                 "device": values.device,
                 "volumeCourse": volume_course and bool(values.progressionVolumeCourse)}
+    if kind == "dataset":
+        return {"folder": str(values.datasetFolder).strip(), "n": int(values.datasetSamples),
+                "seed": int(values.datasetSeed), "steps": int(values.datasetSteps), "device": values.device}
     raise ValueError(f"no run options for {kind!r}")
