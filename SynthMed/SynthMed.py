@@ -121,6 +121,8 @@ class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             # Widgets with a SlicerParameterName property in the .ui follow the node both ways.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            if self.panels:  # the dataset folder is a str field, wired by the panel (panels_dataset.py)
+                self.panels.restoreDatasetFolder()
             if self.panels and self.panels.models:  # a restored scene may name another model/device
                 self.panels.fillModels()
                 self.panels.fillDevices()

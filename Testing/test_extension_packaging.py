@@ -247,7 +247,7 @@ def test_icon_is_a_128_pixel_png():
     assert (width, height) == (128, 128)
 
 
-def test_ui_file_is_a_qt_designer_file_with_the_four_sections():
+def test_ui_file_is_a_qt_designer_file_with_the_five_sections():
     import xml.etree.ElementTree as ET
 
     root = ET.parse(MODULE_DIR / "Resources" / "UI" / "SynthMed.ui").getroot()
@@ -256,7 +256,7 @@ def test_ui_file_is_a_qt_designer_file_with_the_four_sections():
         w.find("property[@name='text']/string").text
         for w in root.iter("widget") if w.get("class") == "ctkCollapsibleButton"
     ]
-    assert sections == ["Model", "Generate", "Counterfactual aging", "Disease progression"]
+    assert sections == ["Model", "Generate", "Dataset", "Counterfactual aging", "Disease progression"]
 
 
 def test_qt_free_logic_imports_with_slicer_core_only():

@@ -37,8 +37,11 @@ def enabled(states):
 
 
 def test_tasks_offered_follow_the_card_and_the_weights():
-    assert panel_state.offered_tasks(MODEL) == ["generate", "counterfactual", "progression"]
-    assert panel_state.offered_tasks({**MODEL, "pipelines": ["generate"]}) == ["generate"]
+    assert panel_state.offered_tasks(MODEL) == ["generate", "dataset", "counterfactual", "progression"]
+    # a dataset is generated samples: offered with generate, never without it
+    assert panel_state.offered_tasks({**MODEL, "pipelines": ["generate"]}) == ["generate", "dataset"]
+    assert "dataset" not in panel_state.offered_tasks({**MODEL, "pipelines": ["counterfactual"]})
+    assert panel_state.memory_pipeline("dataset") == "generate"
     assert panel_state.offered_tasks({**MODEL, "status": "not installed"}) == []
     assert panel_state.offered_tasks(None) == []
 
@@ -60,6 +63,20 @@ def test_the_running_job_is_cancellable_from_its_own_button_only(kind):
     assert panel_state.busy(kind, False) and not panel_state.selectors_enabled(panel_state.READY, kind)
 
 
+def test_write_dataset_needs_a_folder_and_the_sliders_wait_for_a_finished_first_run():
+    states = panel_state.button_states(panel_state.READY, MODEL, {"dataset": False})
+    assert not states["datasetButton"].enabled
+    states = panel_state.button_states(panel_state.READY, MODEL, {"dataset": True})
+    assert states["datasetButton"].enabled and states["datasetButton"].text == "Write dataset"
+    running = panel_state.button_states(panel_state.READY, MODEL, {"dataset": True}, job_kind="dataset")
+    assert enabled(running) == {"datasetButton"} and running["datasetButton"].text == panel_state.CANCEL_TEXT
+    assert panel_state.slider_enabled(panel_state.READY, series_ready=True)
+    assert not panel_state.slider_enabled(panel_state.READY, series_ready=False)
+    assert not panel_state.slider_enabled(panel_state.READY, job_kind="counterfactual", series_ready=True)
+    assert not panel_state.slider_enabled(panel_state.READY, query_running=True, series_ready=True)
+    assert not panel_state.slider_enabled(panel_state.FAILED, series_ready=True)
+
+
 def test_a_background_query_makes_the_panel_busy_without_a_job():
     assert panel_state.busy(None, True) and not panel_state.busy(None, False)
     states = panel_state.button_states(panel_state.READY, MODEL, {"counterfactual": True}, query_running=True)
@@ -78,7 +95,7 @@ def test_install_declined_then_retried_from_the_same_buttons():
     assert outcome == dependencies.DECLINED and installed == []
     state = panel_state.DECLINED
     states = panel_state.button_states(state, None, {})
-    assert {"generateButton", "counterfactualButton", "progressionButton", "importButton",
+    assert {"generateButton", "datasetButton", "counterfactualButton", "progressionButton", "importButton",
             "simulatedSubjectButton"} == enabled(states)
     assert "asked again" in panel_state.startup_message(state)
     assert state in panel_state.RETRYABLE  # the widget's onApply installs and starts on this click
@@ -154,7 +171,8 @@ def test_parameter_fields_are_wrappable_and_the_ui_binds_them_with_the_same_defa
             assert isinstance(getattr(parameters.PanelParameters, name), kind), name
     bound = bound_widgets()
     assert len(bound) >= 15 and set(bound) <= set(fields)
-    assert set(fields) - set(bound) == {"modelId", "device"}  # combo boxes of ids: wired by panels.py
+    # combo boxes of ids and the dataset folder (a str, not a Path that reads "."): wired by the panel
+    assert set(fields) - set(bound) == {"modelId", "device", "datasetFolder"}
     # guiConnectors.py: which widget class the wrapper can bind to which field type
     connects = {int: {"QSpinBox", "QSlider"}, float: {"QDoubleSpinBox", "ctkSliderWidget"}, bool: {"QCheckBox"}}
     for name, widget in bound.items():
@@ -187,6 +205,42 @@ def test_run_options_come_from_the_parameter_values():
     assert options["years"] == [1.0, 2.0] and options["volumeCourse"] is False and options["draws"] == 4
     options = parameters.run_options("generate", Values(samples=3, labelCondition="seg"), MODEL)
     assert options["samples"] == 3 and options["labelConditionNode"] is None
+
+
+def test_dataset_settings_become_the_worker_distribution_checked_against_the_card():
+    from SynthMedLib.cards import load_card
+    from SynthMedLib.pipelines.dataset_covariates import draw
+    from SynthMedLib.worker.model_requests import describe
+    from SynthMedSlicer import dataset_panel
+
+    card = load_card("demo-brain")
+    DEMO = describe(card)  # what the worker's catalogue tells the panel
+    controls = dataset_panel.controls(DEMO)
+    assert [(spec["name"], kind) for spec, kind, _choices in controls] == [
+        ("age", "range"), ("sex", "choice"), ("diagnosis", "choice")]
+    assert controls[1][2] == [(dataset_panel.MIXED_TEXT, dataset_panel.MIXED), ("M", "M"), ("F", "F")]
+    spec = dataset_panel.distribution(DEMO, {"age": (60, 80), "sex": dataset_panel.MIXED, "diagnosis": "AD"})
+    assert spec == {"age": {"uniform": [60.0, 80.0]}, "sex": {"categorical": {"M": 1.0, "F": 1.0}},
+                    "diagnosis": {"value": "AD"}}
+    drawn = draw(spec, 40, 3, card)  # the worker's own reading of the spec accepts it
+    assert all(60 <= row["age"] <= 80 and row["diagnosis"] == "AD" for row in drawn)
+    assert {row["sex"] for row in drawn} == {"M", "F"}
+    assert dataset_panel.distribution(DEMO, {"age": (70, 70)}) == {"age": {"value": 70.0}}
+    with pytest.raises(InputError, match="outside the model's range 50-95"):
+        dataset_panel.distribution(DEMO, {"age": (40, 80)})
+    with pytest.raises(InputError, match="below its minimum"):
+        dataset_panel.distribution(DEMO, {"age": (80, 60)})
+    with pytest.raises(InputError, match="diagnosis must be one of"):
+        dataset_panel.distribution(DEMO, {"diagnosis": "flu"})
+    with pytest.raises(InputError, match="no condition body"):
+        dataset_panel.distribution(DEMO, {"body": (1, 2)})
+    options = parameters.run_options("dataset", Values(datasetFolder=" /data/synth ", datasetSamples=8), DEMO)
+    assert options == {"folder": "/data/synth", "n": 8, "seed": 0, "steps": 50, "device": "auto"}
+    assert not dataset_panel.folder_chosen("  ") and dataset_panel.folder_chosen("/data/synth")
+    text = dataset_panel.done_message({"folder": "/data/synth", "made": 5, "skipped": 3, "samples": 8})
+    assert text == ("Dataset written to /data/synth: 5 samples made, 3 already there (resumed); 8 in all. "
+                    "Nothing was added to the scene.")
+    assert "/data/synth" in dataset_panel.cancelled_message("/data/synth")
 
 
 def test_parameter_values_survive_a_saved_and_reloaded_scene(tmp_path):

@@ -47,7 +47,7 @@ class Signal:
 class Widget:
     def __init__(self, **values):
         self.enabled, self.text, self.visible, self.value, self.checked = True, "", True, 0, True
-        for name in ("clicked", "valueChanged", "currentIndexChanged", "currentNodeChanged"):
+        for name in ("clicked", "valueChanged", "currentIndexChanged", "currentNodeChanged", "currentPathChanged"):
             setattr(self, name, Signal())
         self.__dict__.update(values)
 
@@ -63,8 +63,26 @@ class Widget:
     def setMRMLSequenceBrowserNode(self, node):
         self.browser = node
 
+    def blockSignals(self, blocked):
+        self.blocked = blocked
+
     def deleteLater(self):
         pass
+
+
+class RangeWidget(Widget):  # ctk.ctkRangeWidget
+    minimum = maximum = minimumValue = maximumValue = 0.0
+
+    def setValues(self, low, high):
+        self.minimumValue, self.maximumValue = low, high
+
+
+class PathLineEdit(Widget):  # ctk.ctkPathLineEdit
+    currentPath = ""
+
+    def setCurrentPath(self, path):  # what typing or the browse dialog does
+        self.currentPath = path
+        self.currentPathChanged.emit(path)
 
 
 class ComboBox(Widget):
@@ -157,15 +175,20 @@ def make_ui():
         setattr(ui, name, ComboBox())
     for name in ("counterfactualInputSelector", "progressionInputSelector", "labelConditionSelector"):
         setattr(ui, name, NodeSelector())
-    for name in ("generateConditionsBox", "counterfactualConditionsBox", "progressionConditionsBox"):
+    for name in ("generateConditionsBox", "counterfactualConditionsBox", "progressionConditionsBox",
+                 "datasetConditionsBox"):
         setattr(ui, name, GroupBox())
     for name in ("generateButton", "counterfactualButton", "progressionButton", "downloadButton", "importButton",
                  "simulatedSubjectButton", "openCacheButton", "removeWeightsButton", "modelInfoLabel", "memoryLabel",
                  "cacheLabel", "statusLabel", "progressBar", "labelConditionSelectorLabel", "labelPresetSelectorLabel",
                  "counterfactualVolumeCourseCheckBox", "progressionVolumeCourseCheckBox", "counterfactualSeekWidget",
-                 "progressionSeekWidget", "counterfactualSummaryLabel", "progressionSummaryLabel"):
+                 "progressionSeekWidget", "counterfactualSummaryLabel", "progressionSummaryLabel", "datasetButton",
+                 "datasetSummaryLabel"):
         setattr(ui, name, Widget())
     ui.samplesSpinBox = Widget(value=1)
+    ui.counterfactualAgeSlider = Widget(value=75.0, minimum=0.0, maximum=120.0, enabled=False)
+    ui.progressionYearsSlider = Widget(value=2.5, minimum=0.25, maximum=30.0, enabled=False)
+    ui.datasetFolderPathLineEdit = PathLineEdit()
     return ui
 
 
@@ -191,7 +214,7 @@ def harness(monkeypatch, tmp_path):
     card_file.write_text(json.dumps(card))
     monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(
         QTimer=Timer, QComboBox=ComboBox, QFileDialog=None, QDesktopServices=None, QUrl=None))
-    monkeypatch.setitem(sys.modules, "ctk", types.SimpleNamespace(ctkSliderWidget=Widget))
+    monkeypatch.setitem(sys.modules, "ctk", types.SimpleNamespace(ctkSliderWidget=Widget, ctkRangeWidget=RangeWidget))
     scene = slicer.vtkMRMLScene()
     calls = {"confirm": [], "pip": [], "errors": [], "layouts": []}
     answers = {"confirm": True}

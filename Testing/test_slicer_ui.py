@@ -18,12 +18,13 @@ from SynthMedSlicer import dependencies, models  # noqa: E402
 
 UI = ET.parse(MODULE / "Resources" / "UI" / "SynthMed.ui").getroot()
 WIDGETS = {w.get("name"): w for w in UI.iter("widget")}
-WIRING = [MODULE / "SynthMed.py", MODULE / "SynthMedSlicer" / "panels.py", MODULE / "SynthMedSlicer" / "panels_model.py"]
+WIRING = [MODULE / "SynthMed.py"] + [MODULE / "SynthMedSlicer" / f"{name}.py"
+                                     for name in ("panels", "panels_model", "panels_dataset", "panels_series")]
 
 
 def names_the_code_uses(path):
     """Attributes read off ``ui`` / ``self.ui``, and widget names given to getattr(self.ui, ...)
-    through the module-level tables of widget names (CONDITION_BOXES, SERIES_WIDGETS)."""
+    through the module-level tables of widget names (CONDITION_BOXES, SERIES_WIDGETS, INPUTS)."""
     tree = ast.parse(path.read_text())
     used = set()
     for node in ast.walk(tree):
@@ -33,7 +34,7 @@ def names_the_code_uses(path):
                     isinstance(base, ast.Attribute) and base.attr == "ui"):
                 used.add(node.attr)
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("CONDITION_BOXES", "SERIES_WIDGETS")
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("CONDITION_BOXES", "SERIES_WIDGETS", "INPUTS")
                                                 for t in node.targets):
             for value in ast.literal_eval(node.value).values():
                 used.update([value] if isinstance(value, str) else value)
@@ -65,9 +66,25 @@ def test_node_selectors_are_connected_to_the_scene():
 def test_panels_section_order_and_apply_buttons():
     sections = [w.find("property[@name='text']/string").text for w in UI.iter("widget")
                 if w.get("class") == "ctkCollapsibleButton"]
-    assert sections == ["Model", "Generate", "Counterfactual aging", "Disease progression"]
-    for button in ("generateButton", "counterfactualButton", "progressionButton", "downloadButton", "importButton"):
+    assert sections == ["Model", "Generate", "Dataset", "Counterfactual aging", "Disease progression"]
+    for button in ("generateButton", "datasetButton", "counterfactualButton", "progressionButton", "downloadButton",
+                   "importButton"):
         assert WIDGETS[button].get("class") == "QPushButton"
+
+
+def test_custom_widgets_are_declared_and_the_sliders_ask_on_release():
+    """uic needs a <customwidget> for every CTK/MRML class; the "ask for one more" sliders have
+    tracking off, so a drag sends one request (on release), not one per pixel."""
+    declared = {c.find("class").text for c in UI.iter("customwidget")}
+    used = {w.get("class") for w in WIDGETS.values() if w.get("class").startswith(("ctk", "qMRML"))}
+    assert used <= declared, used - declared
+    for name in ("counterfactualAgeSlider", "progressionYearsSlider"):
+        assert WIDGETS[name].get("class") == "ctkSliderWidget"
+        assert WIDGETS[name].find("property[@name='tracking']/bool").text == "false"
+    folder = WIDGETS["datasetFolderPathLineEdit"]
+    assert folder.get("class") == "ctkPathLineEdit"
+    # only directories: ctkPathLineEdit::browse() then opens QFileDialog::getExistingDirectory
+    assert "Files" not in folder.find("property[@name='filters']/set").text
 
 
 MODEL = {"id": "demo-brain", "version": "1.0.0", "title": "Demo <brain>", "modality": "MR-T1w", "license": "Apache-2.0",

@@ -28,6 +28,8 @@ LOOK = {  # how each control class is drawn: (face colour, text shown inside)
     "QCheckBox": ("#ffffff", "\u2611 {}"),
     "QProgressBar": ("#cfe8cf", "progress: stage, step, time left"),
     "qMRMLSequenceBrowserSeekWidget": ("#ffffff", "\u25c0\u2500\u2500\u25cf\u2500\u2500\u25b6 {}"),
+    "ctkSliderWidget": ("#ffffff", "\u2500\u2500\u25cf\u2500\u2500 {}"),
+    "ctkPathLineEdit": ("#ffffff", "{} \u2026"),
     "QLabel": (None, "{}"),
     "QGroupBox": ("#f4f4f4", "{}"),
 }
@@ -37,6 +39,7 @@ EMPTY_LABELS = {  # what a label that the code fills in will say
     "cacheLabel": "cache folder and its size",
     "counterfactualSummaryLabel": "registration fit (Dice), brain-mask volume",
     "progressionSummaryLabel": "registration fit (Dice), brain-mask volume",
+    "datasetSummaryLabel": "where the dataset was written, samples made / resumed",
     "statusLabel": "status: stage, step and time left, or what went wrong",
 }
 
@@ -84,12 +87,18 @@ def caption(widget):
     if cls == "qMRMLNodeComboBox":
         return "<volume node>" if "Volume" in "".join(s.text for s in widget.iter("string")) else "<segmentation node>"
     if cls == "QGroupBox":
+        if widget.get("name") == "datasetConditionsBox":
+            return text_of(widget, "title") + ": per card condition, a range or a value / mix"
         return text_of(widget, "title") + ": built from the model card (age, sex, diagnosis...)"
     if cls == "QComboBox":
         return {"modelSelector": "demo-brain (embedded)", "deviceSelector": "Automatic / GPU / CPU",
                 "labelPresetSelector": "the model's label names / TotalSegmentator names"}.get(widget.get("name"), "")
     if cls == "qMRMLSequenceBrowserSeekWidget":
         return "the result's sequence"
+    if cls == "ctkSliderWidget":
+        return text_of(widget, "value") + text_of(widget, "suffix") + ": one more, from the model"
+    if cls == "ctkPathLineEdit":
+        return "<folder>"
     if cls == "QLabel" and not text_of(widget, "text"):
         return EMPTY_LABELS.get(widget.get("name"), "")
     return text_of(widget, "text") or widget.get("name")
