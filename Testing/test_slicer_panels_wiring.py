@@ -8,6 +8,7 @@ buttons turning into Cancel, the simulated subject feeding the inputs, a worker 
 with its details, and the result shown side by side with the seek widget set.
 """
 
+import html
 import importlib
 import json
 import os
@@ -337,3 +338,137 @@ def test_install_declined_then_accepted_from_the_task_buttons(harness, monkeypat
     run_events(h, lambda: h.panel.startup == panel_state.READY and h.panel.query is None)
     assert ui.modelSelector.items and ui.generateButton.enabled
     assert parameters.run_options("generate", h.panel.parameterNode(), h.panel.currentModel())["device"] == "auto"
+
+
+def status(ui):
+    return html.unescape(ui.statusLabel.text)
+
+
+def started_panel(h):
+    h.panel.connect()
+    Timer.shots.pop(0)()
+    run_events(h, lambda: h.panel.startup == panel_state.READY and h.panel.query is None)
+
+
+def test_age_slider_asks_the_worker_for_one_age_into_the_same_series(harness):
+    """After the first run on a scan (its ages streamed in), a released slider or a typed age is one
+    request for that age only: one Sequence item more, the views and the input left alone; Cancel
+    takes a slider request back; new settings need a new run first."""
+    import numpy as np
+    from SynthMedSlicer import series
+    from SynthMedSlicer.volumes import volume_node_from_image
+    from test_slicer_logic import matrix_of, oblique_lps_image
+
+    h, ui = harness, harness.ui
+    values = h.panel.parameterNode()
+    values.targetAgeFrom, values.targetAgeTo, values.targetAgeStep = 70, 80, 10
+    started_panel(h)
+    node = volume_node_from_image(h.scene, oblique_lps_image(), "T1")
+    before, before_matrix = slicer.util.arrayFromVolume(node).copy(), matrix_of(node)
+    ui.counterfactualInputSelector.setCurrentNode(node)
+    slider = ui.counterfactualAgeSlider
+    assert not slider.enabled and (slider.minimum, slider.maximum) == (50.0, 95.0)  # the card's age range
+    slider.valueChanged.emit(75.0)  # typed before any run: says what to do, asks nothing
+    assert "click 'Age the scan' first" in status(ui) and h.core.job is None
+
+    ui.counterfactualButton.clicked.emit()  # the first run: both ages stream in as they are ready
+    first = h.core.job
+    assert first.request.target_ages == [70.0, 80.0]
+    run_events(h, lambda: h.core.job is None)
+    assert [e["event"] for e in first.events].count("partial") == 2 and first.state == "done"
+    browser = ui.counterfactualSeekWidget.browser
+    sequence = browser.GetMasterSequenceNode()
+    assert series.index_values(sequence) == [70.0, 80.0] and slider.enabled
+    assert "Done" in status(ui) and "age 70, 80" in status(ui)
+    nodes_after_first = h.scene.GetNumberOfNodes()
+
+    slider.valueChanged.emit(75.0)  # released at 75: that age only, through the same series
+    job = h.core.job
+    assert job.request.target_ages == [75.0] and job.request.image == first.request.image
+    assert ui.counterfactualButton.text == panel_state.CANCEL_TEXT and not slider.enabled
+    assert not ui.generateButton.enabled and "age 75" in status(ui)
+    run_events(h, lambda: h.core.job is None)
+    assert series.index_values(sequence) == [70.0, 75.0, 80.0] and browser.GetSelectedItemNumber() == 1
+    assert "age 75" in status(ui) and slider.enabled
+    assert h.calls["layouts"] == [slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView]  # views set up once
+    assert ui.counterfactualSeekWidget.browser is browser
+    table = h.panel.explorer.series["counterfactual"].nodes.table.GetTable()
+    assert table.GetNumberOfRows() == 3
+    assert h.scene.GetNumberOfNodes() == nodes_after_first  # an item more, not nodes more
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), before)
+    np.testing.assert_array_equal(matrix_of(node), before_matrix)
+
+    slider.valueChanged.emit(80.0)  # held already: shown, nothing asked
+    assert h.core.job is None and browser.GetSelectedItemNumber() == 2 and "already" in status(ui)
+
+    slider.valueChanged.emit(77.0)
+    ui.counterfactualButton.clicked.emit()  # Cancel: the request's item (if it came) is taken back
+    run_events(h, lambda: h.core.job is None)
+    assert "Cancelled" in status(ui) and series.index_values(sequence) == [70.0, 75.0, 80.0]
+    assert table.GetNumberOfRows() == 3
+
+    age_widget = dict(ui.counterfactualConditionsBox.layout().rows)["Age:"]
+    age_widget.value = 64.0  # who the scan is changed: this series no longer answers
+    h.panel.updateButtons()
+    assert not slider.enabled
+    slider.valueChanged.emit(85.0)
+    assert h.core.job is None and "settings changed" in status(ui)
+
+
+def test_dataset_section_writes_a_folder_with_progress_cancel_and_resume(harness, tmp_path):
+    h, ui = harness, harness.ui
+    values = h.panel.parameterNode()
+    values.datasetSamples, values.datasetSteps, values.datasetSeed = 3, 2, 5
+    started_panel(h)
+    assert not ui.datasetButton.enabled  # no folder yet
+    rows = dict(ui.datasetConditionsBox.layout().rows)
+    assert list(rows) == ["Age:", "Sex:", "Diagnosis:"]
+    assert (rows["Age:"].minimumValue, rows["Age:"].maximumValue) == (50.0, 95.0)
+    assert rows["Sex:"].currentData == "mixed"
+    rows["Age:"].setValues(60.0, 80.0)
+    rows["Diagnosis:"].setCurrentIndex(rows["Diagnosis:"].findData("AD"))
+    folder = tmp_path / "synthetic"
+    ui.datasetFolderPathLineEdit.setCurrentPath(str(folder))
+    assert values.datasetFolder == str(folder) and ui.datasetButton.enabled
+    nodes_before = h.scene.GetNumberOfNodes()
+
+    ui.datasetButton.clicked.emit()
+    job = h.core.job
+    assert job.kind == "dataset" and job.request.folder == str(folder) and job.request.n == 3
+    assert job.request.distribution == {"age": {"uniform": [60.0, 80.0]}, "sex": {"categorical": {"M": 1.0, "F": 1.0}},
+                                        "diagnosis": {"value": "AD"}}
+    assert ui.datasetButton.text == panel_state.CANCEL_TEXT and not ui.counterfactualButton.enabled
+    run_events(h, lambda: h.core.job is None)
+    assert any(e.get("event") == "progress" for e in job.events)
+    assert status(ui).count(str(folder)) == 1 and "3 samples made; 3 in all" in status(ui)
+    assert str(folder) in ui.datasetSummaryLabel.text and ui.datasetButton.text == "Write dataset"
+    participants = (folder / "participants.tsv").read_text().splitlines()
+    assert len(participants) == 4 and all("AD" in line for line in participants[1:])
+    assert h.scene.GetNumberOfNodes() == nodes_before  # a folder, not the scene
+
+    other = tmp_path / "interrupted"
+    values.datasetSamples = 8  # enough that Cancel lands before the end
+    ui.datasetFolderPathLineEdit.setCurrentPath(str(other))
+    ui.datasetButton.clicked.emit()
+    run_events(h, lambda: any(e.get("event") == "progress" for e in h.core.job.events))
+    ui.datasetButton.clicked.emit()  # Cancel
+    run_events(h, lambda: h.core.job is None)
+    assert "Cancelled" in status(ui) and str(other) in status(ui)
+    assert not (other / "participants.tsv").exists()  # written at the end only
+    ui.datasetButton.clicked.emit()  # the same settings again: the dataset is finished
+    run_events(h, lambda: h.core.job is None)
+    made, skipped = _counts(status(ui))
+    assert made + skipped == 8 and "8 in all" in status(ui)
+    participants = (other / "participants.tsv").read_text().splitlines()
+    # sample i's noise seed comes from (dataset seed, i) alone: the first three are the first dataset's
+    first = (folder / "participants.tsv").read_text().splitlines()
+    assert len(participants) == 9 and [r.split("\t")[-1] for r in participants[:4]] == [r.split("\t")[-1] for r in first]
+    assert h.scene.GetNumberOfNodes() == nodes_before
+
+
+def _counts(text):
+    import re
+
+    made = int(re.search(r"(\d+) samples? made", text).group(1))
+    skipped = re.search(r"(\d+) already there", text)
+    return made, int(skipped.group(1)) if skipped else 0

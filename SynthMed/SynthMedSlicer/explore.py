@@ -101,11 +101,17 @@ class Explorer:
         if live is None:
             return
         scene = self.logic.scene
-        for node in live.nodes.nodes:
-            if scene.IsNodePresent(node):
-                results._remove_with_display(scene, node)
         if live.nodes.folder:
-            scene.GetSubjectHierarchyNode().RemoveItem(live.nodes.folder)
+            # the folder's branch of items first, then the nodes: a node removed first leaves its
+            # item behind where no subject-hierarchy logic runs (a bare scene, scripting)
+            scene.GetSubjectHierarchyNode().RemoveItem(live.nodes.folder, False, True)
+        for node in live.nodes.nodes:  # sequences, browser, table, plot, the browser's proxies
+            if not scene.IsNodePresent(node):
+                continue
+            if hasattr(node, "GetNumberOfDisplayNodes"):  # their display nodes go too
+                results._remove_with_display(scene, node)
+            else:
+                scene.RemoveNode(node)
         live.close()
 
     def forget(self, kind=None):
