@@ -9,11 +9,11 @@ is copied, never moved or changed; the copy lands atomically.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 from SynthMedLib.cards import load_card
 from SynthMedLib.errors import SynthMedError, WeightsError
+from SynthMedLib.storage import atomic
 from SynthMedLib.weights import cache, hashing
 
 
@@ -46,10 +46,7 @@ def import_weights(model, files, name=None, force=False):
             raise WeightsError(f"model '{card.id}' already has other '{slot}' weights in {existing}: "
                                f"use --force to replace them")
         if target.resolve() != path.resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_name(target.name + ".part")
-            shutil.copyfile(path, part)
-            os.replace(part, target)
+            atomic.copy_file(path, target)  # the one atomic, checked writer (storage/atomic.py)
         rows.append({"name": slot, "file": str(path), "path": str(target), "sha256": sha,
                      "checked": checked})
     return rows
