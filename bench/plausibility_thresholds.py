@@ -7,7 +7,7 @@ header) and with its header disagreeing with the anatomy (upside down, turned 90
 180 degrees about the vertical axis); the same subjects made into things that are not T1 brains (a
 smooth ellipsoid, noise inside the brain's mask, a 93-label parcellation, an inverted T2-like
 contrast); real whole heads (pydeface's mean head, and the cohort subjects with a head when the
-cohort can render one) after brain extraction, as the counterfactual pipeline runs them.
+cohort renders them with a head) after brain extraction, as the counterfactual pipeline runs them.
 
     OMP_NUM_THREADS=1 python bench/plausibility_thresholds.py --subjects 6 --out bench/results
 """
@@ -94,7 +94,9 @@ def measure(image, template):
         return str(error).split(":")[0][:90], figures
     figures["dice"] = round(registration.dice, 3)
     figures["orientation_degrees"] = round(rotation_angle(registration.orientation.rotation))
-    resampled = sitk.GetArrayViewFromImage(resample_to_model(image, SPACE, registration.transform))
+    # the image must outlive its array view (a view of a temporary reads freed memory)
+    registered = resample_to_model(image, SPACE, registration.transform)
+    resampled = sitk.GetArrayViewFromImage(registered)
     template_array = sitk.GetArrayViewFromImage(template)
     correlation = template_correlation(resampled, template_array,
                                        brain_interior(template_array, SPACE.spacing))
@@ -105,12 +107,13 @@ def measure(image, template):
 
 
 def extracted_brain(head):
-    try:
-        from SynthMedLib.spaces.brain_extraction import extract_brain
-    except ImportError:
-        return None
-    mask = extract_brain(head)
-    return sitk.Mask(sitk.Cast(head, sitk.sitkFloat32), sitk.Cast(mask, sitk.sitkUInt8))
+    """The brain the pipelines register: brain extraction as counterfactual/progression run it
+    (pipelines/whole_head.separate_brain, mode auto)."""
+    from SynthMedLib.pipelines.whole_head import separate_brain
+
+    scan = separate_brain(head, "auto")
+    assert scan.extracted, "a whole head must be brain-extracted"
+    return scan.brain
 
 
 def main():
@@ -146,14 +149,15 @@ def main():
             run("cohort, header disagrees", f"{name} {variant}", turned, True, degrees)
         for variant, fake in not_brains(image, index).items():
             run("not a T1 brain", f"{name} {variant}", fake, False)
+        head = render(subject, subject.baseline_age, spacing=args.spacing, head=True).image * 1000.0
+        run("cohort, with head (brain-extracted)", name, extracted_brain(head), True)
     try:
         import pydeface
 
         head = sitk.Cast(sitk.ReadImage(str(Path(pydeface.__file__).parent / "data" /
                                             "mean_reg2mean.nii.gz")), sitk.sitkFloat32)
-        brain = extracted_brain(head)
-        if brain is not None:
-            run("whole head, brain-extracted", "pydeface mean head", brain, True)
+        run("whole-head template (pydeface mean head), brain-extracted", "mean head",
+            extracted_brain(head), True)
     except ImportError:
         pass
 
