@@ -103,7 +103,7 @@ class SynthMedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         if self.panels:
-            self.panels.cancelRunning()
+            self.panels.onSceneClosing()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -145,6 +145,8 @@ class SynthMedLogic(ScriptedLoadableModuleLogic):
     volumes, segmentations = logic.generate("demo-brain", {"age": 70, "sex": "F", "diagnosis": "CN"})
     result = logic.counterfactualAging(volumeNode, "demo-brain", {"age": 65, ...}, targetAges=[70, 80])
     result = logic.diseaseProgression(volumeNode, "demo-brain", {...}, years=[1, 2, 3])
+    summary = logic.syntheticDataset("demo-brain", "/data/synthetic", 100,
+                                     {"age": {"uniform": [60, 90]}, "sex": {"categorical": {"F": 1, "M": 1}}})
     """
 
     def __init__(self):
@@ -164,6 +166,9 @@ class SynthMedLogic(ScriptedLoadableModuleLogic):
 
     def diseaseProgression(self, baselineVolumeNode, modelId, conditions, years, **options):
         return self.core.diseaseProgression(baselineVolumeNode, modelId, conditions, years, **options)
+
+    def syntheticDataset(self, modelId, folder, n, distribution, **options):
+        return self.core.syntheticDataset(modelId, folder, n, distribution, **options)
 
     def cancel(self):
         self.core.cancel()
@@ -194,6 +199,10 @@ class SynthMedTest(ScriptedLoadableModuleTest):
         self.test_counterfactual_demo()
         self.setUp()
         self.test_progression_demo()
+        self.setUp()
+        self.test_one_more_age_demo()
+        self.setUp()
+        self.test_dataset_demo()
 
     def test_generate_demo(self):
         self.delayDisplay("Generating with the demo model")
@@ -247,3 +256,46 @@ class SynthMedTest(ScriptedLoadableModuleTest):
         self.assertEqual(result.sequence.GetNumberOfDataNodes(), 2)
         self.assertEqual(result.table.GetNumberOfRows(), 2)
         self.delayDisplay("Disease progression: OK")
+
+    def test_one_more_age_demo(self):
+        """The panel's "Ask for age" path: a first run, then one more age on the cached scan."""
+        self.delayDisplay("One more age from the demo model (the age slider's request)")
+        from SynthMedSlicer.live_series import LiveSeries
+
+        who = {"age": 65, "sex": "F", "diagnosis": "CN"}
+        logic = SynthMedLogic()
+        try:
+            volumes, _segmentations = logic.generate("demo-brain", who, samples=1, seed=4, steps=5)
+            source = volumes[0]
+            before = slicer.util.arrayFromVolume(source).copy()
+            live = LiveSeries.counterfactual(logic.core, source, "demo-brain", who, [70], steps=5)
+            logic.core.run(live.job)
+            logic.core.run(live.request([75]))
+            sequence = live.nodes.sequence
+            ages = [float(sequence.GetNthIndexValue(i)) for i in range(sequence.GetNumberOfDataNodes())]
+            live.close()
+        finally:
+            logic.shutdown()
+        self.assertEqual(ages, [70.0, 75.0])
+        self.assertTrue((slicer.util.arrayFromVolume(source) == before).all())
+        self.delayDisplay("One more age: OK")
+
+    def test_dataset_demo(self):
+        self.delayDisplay("A two-sample synthetic dataset with the demo model (into a folder)")
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        folder = Path(tempfile.mkdtemp(prefix="synthmed-selftest-")) / "synthetic"
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
+        logic = SynthMedLogic()
+        try:
+            summary = logic.syntheticDataset("demo-brain", str(folder), 2, {"age": {"uniform": [60, 80]}}, steps=5)
+            rows = (folder / "participants.tsv").read_text().splitlines()
+        finally:
+            logic.shutdown()
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        self.assertEqual(summary["made"], 2)
+        self.assertEqual(len(rows), 3)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)  # a folder, not the scene
+        self.delayDisplay("Dataset: OK")

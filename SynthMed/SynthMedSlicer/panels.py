@@ -361,6 +361,11 @@ class Panels(ModelSection, DatasetSection, SeriesSection):
             self.core.cancel()
             self.setStatus("Cancelling…")
 
+    def onSceneClosing(self):
+        """The scene closes: stop what runs; the series (and their kept input files) are gone."""
+        self.cancelRunning()
+        self.explorer.forget()
+
     def shutdown(self):
         self.timer.stop()
         self.cancelRunning()

@@ -27,7 +27,6 @@ ASKED = {"counterfactual": "age", "progression": "follow-up at year"}
 class SeriesSection:
     def connectSeries(self):
         self.explorer = explore.Explorer(self.core)
-        self.shownBrowsers = set()
         for kind, (_seek, _summary, sliderName) in SERIES_WIDGETS.items():
             getattr(self.ui, sliderName).valueChanged.connect(
                 lambda value, kind=kind: self.onSliderValue(kind, value))
@@ -84,8 +83,8 @@ class SeriesSection:
     def showSeries(self, kind, nodes, result=None):
         """Input | result side by side with the difference overlay, once per series (later values
         only move its browser, so the user's zoom and slice stay); the summary when it ended."""
-        if nodes.browser is not None and nodes.browser.GetID() not in self.shownBrowsers:
-            self.shownBrowsers.add(nodes.browser.GetID())
+        if nodes.browser is not None and not getattr(nodes, "shown", False):
+            nodes.shown = True  # on the series itself: node IDs come back after a scene close
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
             views.side_by_side(slicer.mrmlScene, self.inputNode(kind), nodes.proxies[0] if nodes.proxies else None,
                                nodes.difference_proxy)
