@@ -70,8 +70,12 @@ def test_a_first_run_that_did_not_finish_takes_its_series_with_it(scene, study_i
     count = scene.GetNumberOfNodes()
     sh = scene.GetSubjectHierarchyNode()
     items = sh.GetNumberOfItems()
-    first = explorer.start("counterfactual", key, node, tiny_model_card, WHO,
-                           parameters.run_options("counterfactual", values, {"volumeCourse": False}))
+    options = parameters.run_options("counterfactual", values, {"volumeCourse": False})
+    never_sent = explorer.start("counterfactual", key, node, tiny_model_card, WHO, options)
+    assert sh.GetNumberOfItems() == items + 1  # the series' folder, made with it
+    explorer.ended(never_sent)  # the panel's answer to a submit that failed
+    assert sh.GetNumberOfItems() == items and "counterfactual" not in explorer.series
+    first = explorer.start("counterfactual", key, node, tiny_model_card, WHO, options)
     live = explorer.series["counterfactual"]
     logic.run(first)
     assert scene.GetNumberOfNodes() > count and live.folder.exists()

@@ -431,6 +431,10 @@ def test_dataset_section_writes_a_folder_with_progress_cancel_and_resume(harness
     ui.datasetFolderPathLineEdit.setCurrentPath(str(folder))
     assert values.datasetFolder == str(folder) and ui.datasetButton.enabled
     nodes_before = h.scene.GetNumberOfNodes()
+    rows["Age:"].setValues(80.0, 60.0)  # a bad setting is refused before anything runs
+    ui.datasetButton.clicked.emit()
+    assert h.core.job is None and "below its minimum" in status(ui) and not folder.exists()
+    rows["Age:"].setValues(60.0, 80.0)
 
     ui.datasetButton.clicked.emit()
     job = h.core.job

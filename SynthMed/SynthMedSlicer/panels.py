@@ -234,6 +234,7 @@ class Panels(ModelSection, DatasetSection, SeriesSection):
             return
         model = self.currentModel()
         conditions = self.conditions(CONDITION_BOXES[kind])
+        job = None
         try:
             models.check_conditions(model, conditions)
             options = parameters.run_options(kind, self.parameterNode(), model)
@@ -242,6 +243,9 @@ class Panels(ModelSection, DatasetSection, SeriesSection):
             job = self.prepare(kind, model, conditions, options)
             self.core.submit(job)
         except SynthMedError as error:
+            if job is not None:  # never sent: no empty series folder, no temporary files left
+                self.explorer.ended(job)
+                job.cleanup()
             self.setStatus(str(error), error=True)
             return
         self.started(f"Starting {kind}…")

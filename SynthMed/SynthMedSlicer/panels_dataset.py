@@ -76,6 +76,7 @@ class DatasetSection:
 
     def onDataset(self):
         model = self.currentModel()
+        job = None
         try:
             options = parameters.run_options("dataset", self.parameterNode(), model)
             spec = dataset_panel.distribution(model, self.datasetSettings())
@@ -83,6 +84,8 @@ class DatasetSection:
                                            steps=options["steps"], device=options["device"])
             self.core.submit(job)
         except SynthMedError as error:
+            if job is not None:
+                job.cleanup()
             self.setStatus(str(error), error=True)
             return
         self.ui.datasetSummaryLabel.text = ""
