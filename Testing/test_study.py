@@ -130,3 +130,20 @@ def test_downstream_refuses_bad_counts(tmp_path, argument, capsys):
     assert main(["downstream", "--real", str(folder), "--synthetic", str(folder), "--test", str(folder),
                  *argument, "--out", str(tmp_path / "r")]) == 1
     assert "must be" in capsys.readouterr().err
+
+
+def test_volumes_are_counted_from_label_maps_when_the_table_is_missing(tmp_path):
+    folder = tmp_path / "d"
+    (folder / "sub-01" / "anat").mkdir(parents=True)
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[:2] = 1
+    labels[2:, :2] = 3
+    image = sitk.GetImageFromArray(labels)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    sitk.WriteImage(image, str(folder / "sub-01" / "anat" / "sub-01_ses-age72p5_dseg.nii.gz"))
+    (folder / "dseg.tsv").write_text("index\tname\n1\tventricles\n3\tgm\n")
+    (folder / "participants.tsv").write_text("participant_id\tsex\nsub-01\tF\n")
+    frame = read_dataset(folder)
+    row = frame.iloc[0]
+    assert row["age"] == 72.5 and row["sex"] == "F"
+    assert row["ventricles_ml"] == pytest.approx(60 * 0.008) and row["gm_ml"] == pytest.approx(24 * 0.008)

@@ -102,8 +102,9 @@ def volumes_from_label_maps(folder: Path):
     names = pd.read_csv(names_file, sep="\t")
     rows = []
     for path in sorted(folder.glob("sub-*/**/anat/*_dseg.nii.gz")):
-        labels = sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))
-        voxel_ml = math.prod(sitk.ReadImage(str(path)).GetSpacing()) / 1000.0
+        image = sitk.ReadImage(str(path))  # kept alive: an array view of a temporary reads freed memory
+        labels = sitk.GetArrayViewFromImage(image)
+        voxel_ml = math.prod(image.GetSpacing()) / 1000.0
         counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel())
         row = {"participant_id": path.name.split("_")[0]}
         session = re.search(r"_ses-age(\d+)(?:p(\d+))?_", path.name)
