@@ -29,7 +29,10 @@ RECIPE ?= demo-brain-v2
 train-demo: setup
 	RECIPE=$(RECIPE) training/demo-brain/run_recipe.sh
 
+# The linter first (ruff, configured in pyproject.toml), then the tests: pytest's summary is the
+# last line.
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest Testing
 
 clean:

@@ -10,17 +10,16 @@ import logging
 import os
 import sys
 
-import qt
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
 # SynthMedLib sits beside this file in the packaged extension (already importable); in a source

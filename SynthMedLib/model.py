@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 
 from SynthMedLib.cards import Card, load_card
-from SynthMedLib.errors import CardError, Cancelled, WeightsError
+from SynthMedLib.errors import Cancelled, CardError, WeightsError
 from SynthMedLib.sampling.device import parse_dtype, resolve_precision
 
 PIPELINES = ("generate", "counterfactual", "progression")

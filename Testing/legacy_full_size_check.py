@@ -14,11 +14,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from test_legacy_generative import old_network, randomise  # noqa: E402
-
 from SynthMedLib.cards import load_card  # noqa: E402
 from SynthMedLib.networks import build_network  # noqa: E402
 from SynthMedLib.weights.legacy_generative import convert_state_dict  # noqa: E402
+from test_legacy_generative import old_network, randomise  # noqa: E402
 
 
 def main():

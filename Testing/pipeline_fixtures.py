@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import torch
-from generate_fixtures import describe_weights
 
+from generate_fixtures import describe_weights
 from SynthMedLib.cards import Card, load_card
-from SynthMedLib.networks import build_network
 from SynthMedLib.model import Model
+from SynthMedLib.networks import build_network
 
 
 def tiny_card_data():

@@ -15,7 +15,6 @@ so the counterfactual and progression runs use a pinned, identity registration: 
 is the model's part (encode, inversion, regeneration, ControlNet sampling, decode, back to native).
 """
 
-import copy
 import hashlib
 import subprocess
 import sys
@@ -105,6 +104,7 @@ def ddpm_card_data():
 def compute():
     """Every reference output, computed with the code as it is now."""
     # The only place that names the library's API: adapt these calls, never the inputs.
+    from pipeline_fixtures import tiny_model
     from SynthMedLib.cards import Card
     from SynthMedLib.model import Model
     from SynthMedLib.networks import build_network
@@ -115,8 +115,6 @@ def compute():
     from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
     from SynthMedLib.sampling.samplers import invert, sample
     from SynthMedLib.spaces import ModelSpace
-
-    from pipeline_fixtures import tiny_model
 
     torch.set_num_threads(1)
     out = {}

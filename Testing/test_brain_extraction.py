@@ -5,13 +5,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SynthMedLib.errors import InputError
-from SynthMedLib.spaces.brain_extraction import (check_brain_mask, extract_brain,
-                                                 foreground_volume_ml, is_skull_stripped,
-                                                 mask_volume_ml, wants_extraction)
-
 from head_fixtures import OBLIQUE, PIR, real_head, resampled, with_noise_and_bias
 from spaces_fixtures import brain_source
+from SynthMedLib.errors import InputError
+from SynthMedLib.spaces.brain_extraction import (
+    check_brain_mask,
+    extract_brain,
+    foreground_volume_ml,
+    is_skull_stripped,
+    mask_volume_ml,
+    wants_extraction,
+)
 
 
 def dice(a, b):

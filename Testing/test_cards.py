@@ -135,12 +135,15 @@ def test_missing_field_is_named():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d["networks"]["diffusion"].update(weights="unet"), r"\$\.networks\.diffusion\.weights: 'unet' is not a key"),
+    (lambda d: d["networks"]["diffusion"].update(weights="unet"),
+     r"\$\.networks\.diffusion\.weights: 'unet' is not a key"),
     (lambda d: d["latent"].update(channels=4), r"\$\.latent\.channels: 4 but the autoencoder's latent_channels is 3"),
     (lambda d: d["conditioning"]["variables"][1].update(range=[90, 40]), r"variables\[1\] \(age\)\.range: min 90"),
     (lambda d: d["conditioning"]["variables"][1]["normalise"].update(min=82), r"\(age\)\.normalise: min 82"),
-    (lambda d: d["networks"]["diffusion"]["args"].update(in_channels=3), r"in_channels: 3 but conditioning mode 'both' with 4 variables needs 3 latent \+ 4"),
-    (lambda d: d["networks"]["diffusion"]["args"].update(cross_attention_dim=5), r"cross_attention_dim: 5 but there are 4"),
+    (lambda d: d["networks"]["diffusion"]["args"].update(in_channels=3),
+     r"in_channels: 3 but conditioning mode 'both' with 4 variables needs 3 latent \+ 4"),
+    (lambda d: d["networks"]["diffusion"]["args"].update(cross_attention_dim=5),
+     r"cross_attention_dim: 5 but there are 4"),
     (lambda d: d["latent"].update(shape=[20, 28, 21]), r"\$\.latent\.shape: \[20, 28, 21\]"),
     (lambda d: d["pipelines"].update(progression=["autoencoder", "controlnet"]), r"needs network 'controlnet'"),
     (lambda d: d["space"].update(orientation="RLS"), r"\$\.space\.orientation: 'RLS' names the same axis twice"),

@@ -13,8 +13,8 @@ def test_help_lists_every_command(capsys):
 
 def test_progression_keeps_progress_as_an_alias():
     parser = cli.build_parser()
-    common = ["--model", "demo-brain", "--baseline", "b.nii.gz", "--age", "70", "--sex", "F", "--diagnosis", "CN", "--years", "1",
-              "--out", "o"]
+    common = ["--model", "demo-brain", "--baseline", "b.nii.gz", "--age", "70", "--sex", "F", "--diagnosis", "CN",
+              "--years", "1", "--out", "o"]
     new, old = parser.parse_args(["progression", *common]), parser.parse_args(["progress", *common])
     assert new.func is old.func and vars(new) == {**vars(old), "command": "progression"}
 

@@ -6,16 +6,21 @@ import pytest
 import SimpleITK as sitk
 
 from SynthMedLib.cohort import (
-    HELD_OUT_SEED, Subject, measure_volumes, model_grid, population, render, subject_from_seed,
+    HELD_OUT_SEED,
+    Subject,
+    fields,
+    measure_volumes,
+    model_grid,
+    population,
+    render,
+    subject_from_seed,
 )
-from SynthMedLib.cohort import fields
 from SynthMedLib.cohort.aging import log_volume_factors
 from SynthMedLib.cohort.aging_fields import aging_velocity
 from SynthMedLib.cohort.bids import write_rendering
 from SynthMedLib.cohort.grid import BOX_CENTRE_RAS
 from SynthMedLib.cohort.template import nifti_to_sitk
 from SynthMedLib.errors import InputError
-
 
 CN = Subject(seed=11, sex="F", diagnosis="CN", baseline_age=70.0)
 

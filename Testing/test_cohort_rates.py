@@ -5,7 +5,6 @@ import pytest
 from SynthMedLib.cohort import Subject, render
 from SynthMedLib.cohort.rates import brain_ml, measure_rates, rate_ages
 
-
 # One subject per group; MCI and AD are rendered inside their disease window (rates.rate_ages).
 SUBJECTS = {
     "CN": Subject(41, "M", "CN", 68.0),

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from pipeline_fixtures import tiny_model, write_tiny_model
+from spaces_fixtures import GRIDS, brain_source, scan_on
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
 from SynthMedLib.pipelines.identity import scaled_change_field
 from SynthMedLib.pipelines.inversion_cache import InversionCache
-
-from pipeline_fixtures import tiny_model, write_tiny_model
-from spaces_fixtures import GRIDS, brain_source, scan_on
 
 SOURCE = {"age": 62, "sex": "F", "diagnosis": "CN"}
 

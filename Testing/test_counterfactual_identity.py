@@ -5,14 +5,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from spaces_fixtures import GRIDS, MODEL_SPACE
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject, render
-from SynthMedLib.pipelines.identity import (structure_weight, transfer_change, transfer_scaled_change,
-                                             volume_matching_scale)
+from SynthMedLib.pipelines.identity import (
+    structure_weight,
+    transfer_change,
+    transfer_scaled_change,
+    volume_matching_scale,
+)
 from SynthMedLib.spaces import to_model_space
 from SynthMedLib.spaces.intensity import apply_intensity
 from SynthMedLib.spaces.mapping import resample_to_model
-
-from spaces_fixtures import GRIDS, MODEL_SPACE
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from generate_fixtures import register_tiny_brain
+from SynthMedLib.cards import load_card
 from SynthMedLib.cli import main
 from SynthMedLib.pipelines.dataset import sample_seed
 from SynthMedLib.pipelines.dataset_covariates import draw
-from SynthMedLib.cards import load_card
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = [(70, "F", "CN"), (82.5, "M", "AD"), (65, "F", "MCI"), (90, "M", "CN"), (75, "F", "AD")]

@@ -123,9 +123,11 @@ def test_every_file_the_module_cmake_names_exists():
 
 
 def test_every_python_file_of_the_module_folder_is_listed():
-    listed = {item.replace("${MODULE_NAME}", "SynthMed") for item in cmake_set(MODULE_CMAKE, "MODULE_PYTHON_SCRIPTS").split()}
+    listed = {item.replace("${MODULE_NAME}", "SynthMed")
+              for item in cmake_set(MODULE_CMAKE, "MODULE_PYTHON_SCRIPTS").split()}
     on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
-    assert on_disk == listed, f"not listed in MODULE_PYTHON_SCRIPTS: {sorted(on_disk - listed)}; listed but absent: {sorted(listed - on_disk)}"
+    assert on_disk == listed, (f"not listed in MODULE_PYTHON_SCRIPTS: {sorted(on_disk - listed)}; "
+                               f"listed but absent: {sorted(listed - on_disk)}")
 
 
 def test_library_patterns_match_what_pip_ships():
@@ -182,7 +184,7 @@ STAND_IN_SLICER_CONFIG = textwrap.dedent(
     endmacro()
     macro(slicer_add_python_unittest)
     endmacro()
-    """
+    """  # noqa: E501 (CMake text: Slicer's macro signatures, kept on one line)
 )
 
 

@@ -112,5 +112,6 @@ def test_checked_out_files_stay_under_the_index_size_limit():
     # The Index measures a fresh clone (its .git folder included); the history's size is reported
     # by `git count-objects -vH` and is not checked here.
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    total = sum((ROOT / name).stat().st_size for name in listed.decode().split("\0") if name and (ROOT / name).is_file())
+    total = sum((ROOT / name).stat().st_size for name in listed.decode().split("\0")
+                if name and (ROOT / name).is_file())
     assert total < 100 * 1024 * 1024, f"{total / 2**20:.1f} MB of files"

@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from generate_fixtures import register_tiny_brain, register_tiny_maisi
 from SynthMedLib.cli import main
 from SynthMedLib.errors import Cancelled, InputError
+from SynthMedLib.model import Model
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.spaces.model_space import ModelSpace, same_grid
-from SynthMedLib.model import Model
 
 CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 
@@ -47,8 +47,9 @@ def test_cli_writes_images_label_maps_and_sidecars(home, capsys):
                  "--no-progress"])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["manifest.json", "tiny-brain_seed-0_T1w.json", "tiny-brain_seed-0_T1w.nii.gz", "tiny-brain_seed-0_dseg.nii.gz",
-                     "tiny-brain_seed-1_T1w.json", "tiny-brain_seed-1_T1w.nii.gz", "tiny-brain_seed-1_dseg.nii.gz"]
+    assert names == ["manifest.json", "tiny-brain_seed-0_T1w.json", "tiny-brain_seed-0_T1w.nii.gz",
+                     "tiny-brain_seed-0_dseg.nii.gz", "tiny-brain_seed-1_T1w.json", "tiny-brain_seed-1_T1w.nii.gz",
+                     "tiny-brain_seed-1_dseg.nii.gz"]
     image = sitk.ReadImage(str(out / "tiny-brain_seed-1_T1w.nii.gz"))
     labels = sitk.ReadImage(str(out / "tiny-brain_seed-1_dseg.nii.gz"))
     grid = ModelSpace.from_card(Model.from_card("tiny-brain", needs="generate").card).grid()

@@ -10,9 +10,9 @@ from generate_fixtures import register_tiny_brain, tiny_brain_data
 from SynthMedLib.cards import load_card
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
+from SynthMedLib.model import Model
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.samplers import check_guidance
-from SynthMedLib.model import Model
 
 
 def test_published_cards_say_whether_guidance_is_valid():

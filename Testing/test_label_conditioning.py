@@ -12,8 +12,12 @@ from generate_fixtures import register_tiny_maisi
 from SynthMedLib.cards import load_card
 from SynthMedLib.cli import main
 from SynthMedLib.errors import InputError
-from SynthMedLib.pipelines.label_conditioning import (ids_for_segment_names, mapping_for_segment_names,
-                                                      prepare_label_map, preset_mapping)
+from SynthMedLib.pipelines.label_conditioning import (
+    ids_for_segment_names,
+    mapping_for_segment_names,
+    prepare_label_map,
+    preset_mapping,
+)
 
 # TotalSegmentator v2 'total' ids -> the MAISI ids they must become
 TS = {"spleen": (1, 3), "liver": (5, 1), "lung_upper_lobe_left": (10, 28), "lung_upper_lobe_right": (12, 30),
@@ -144,9 +148,9 @@ def test_worker_maps_segment_names_with_the_preset_and_builds_the_envelope_from_
     import collections
 
     from SynthMedLib.sampling.progress import Progress
+    from SynthMedLib.worker import protocol
     from SynthMedLib.worker.model_requests import describe
     from SynthMedLib.worker.pipeline_requests import generate as worker_generate
-    from SynthMedLib.worker import protocol
     from SynthMedLib.worker.server import Context
 
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "home"))

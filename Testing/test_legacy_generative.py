@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from SynthMedLib.cards import SHIPPED_DIR, Card
-from SynthMedLib.weights.legacy_generative import convert_state_dict
 from SynthMedLib.model import Model
+from SynthMedLib.weights.legacy_generative import convert_state_dict
 from SynthMedLib.weights.load import load_network
 
 generative_nets = pytest.importorskip("generative.networks.nets")
@@ -137,7 +137,8 @@ def test_brainldm_unet_concat_plus_crossattention_identical(tmp_path):
 def self_attention_and_class(data):
     args = data["networks"]["diffusion"]["args"]
     args.update(with_conditioning=False, cross_attention_dim=None, num_class_embeds=3, in_channels=3)
-    data["conditioning"] = {"mode": "class", "variables": [{"name": "diagnosis", "values": {"CN": 0, "MCI": 1, "AD": 2}}]}
+    data["conditioning"] = {"mode": "class",
+                            "variables": [{"name": "diagnosis", "values": {"CN": 0, "MCI": 1, "AD": 2}}]}
 
 
 def test_unet_self_attention_and_class_embedding_identical(tmp_path):

@@ -10,8 +10,8 @@ from safetensors.torch import save, save_file
 
 from SynthMedLib.cards import SHIPPED_DIR, load_card
 from SynthMedLib.cli import main
-from SynthMedLib.networks import build_network, shrink_args
 from SynthMedLib.model import Model
+from SynthMedLib.networks import build_network, shrink_args
 from weights_server import Server
 
 
@@ -201,7 +201,8 @@ def test_add_monai_bundle_with_legacy_checkpoints(capsys, tmp_path):
     x, t, context = torch.randn(1, 5, 4, 4, 4), torch.tensor([300]), torch.randn(1, 1, 2)
     with torch.no_grad():
         assert torch.allclose(old_ae.encode(image)[0], model.network("autoencoder").encode(image)[0], atol=1e-5)
-        assert torch.allclose(old_unet(x, t, context=context), model.network("diffusion")(x, t, context=context), atol=1e-5)
+        assert torch.allclose(old_unet(x, t, context=context), model.network("diffusion")(x, t, context=context),
+                              atol=1e-5)
 
 
 def test_add_rejects_folders_that_are_neither(capsys, tmp_path):

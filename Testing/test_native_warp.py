@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from spaces_fixtures import MODEL_SPACE, OBLIQUE, known_affine, native_grid, scan_on
 
+from spaces_fixtures import MODEL_SPACE, OBLIQUE, known_affine, native_grid, scan_on
 from SynthMedLib.pipelines.identity import warp_native
 from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.spaces.mapping import NativeMapping, grid_of
@@ -84,7 +84,6 @@ def test_the_batched_engine_gives_the_per_target_results(monkeypatch, torch_warp
     other path, through the counterfactual pipeline with a volume course (the scaled change)."""
     from pipeline_fixtures import tiny_model
     from spaces_fixtures import GRIDS
-
     from SynthMedLib.pipelines import back_to_native
     from SynthMedLib.pipelines.counterfactual import counterfactual
     from SynthMedLib.pipelines.inversion_cache import InversionCache

@@ -12,9 +12,9 @@ import torch
 
 from generate_fixtures import register_tiny_brain, tiny_brain_data
 from SynthMedLib.cards import load_card
+from SynthMedLib.model import Model
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.pipelines.latent_io import image_to_tensor
-from SynthMedLib.model import Model
 
 CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 SIZE_XYZ = (16, 24, 32)

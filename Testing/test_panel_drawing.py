@@ -28,7 +28,8 @@ def test_every_control_of_the_ui_is_drawn_and_nothing_else():
     assert controls - set(shown) == set(), "controls of the .ui missing from the drawing"
     assert {"counterfactualVolumeCourseCheckBox", "progressionVolumeCourseCheckBox", "counterfactualSeekWidget",
             "progressionSeekWidget", "openCacheButton", "removeWeightsButton", "progressBar", "statusLabel",
-            "datasetFolderPathLineEdit", "datasetButton", "counterfactualAgeSlider", "progressionYearsSlider"} <= set(shown)
+            "datasetFolderPathLineEdit", "datasetButton", "counterfactualAgeSlider",
+            "progressionYearsSlider"} <= set(shown)
     every_name = {w.get("name") for w in root.iter("widget")}
     assert set(shown) <= every_name
     sections = [label for kind, label, _widgets in drawing.panel_rows() if kind == "section"]

@@ -6,15 +6,14 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from pipeline_fixtures import ship_volume_course, tiny_card_data, tiny_model, write_tiny_model
+from spaces_fixtures import GRIDS, brain_source, scan_on
 from SynthMedLib.cards import Card
 from SynthMedLib.cli import main
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.pipelines.controlnet_input import age_channel_rule, controlnet_condition
 from SynthMedLib.pipelines.progression import progression
 from SynthMedLib.pipelines.volume_course import VolumeCourse, fit_volume_course
-
-from pipeline_fixtures import ship_volume_course, tiny_card_data, tiny_model, write_tiny_model
-from spaces_fixtures import GRIDS, brain_source, scan_on
 
 COVARIATES = {"age": 70, "sex": "M", "diagnosis": "AD"}
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from generate_fixtures import register_tiny_brain
 from pipeline_fixtures import ship_volume_course, write_tiny_model
 from spaces_fixtures import MODEL_SPACE, brain_source
-
 from SynthMedLib.cards import Card, load_card
 from SynthMedLib.cli import main
 from SynthMedLib.errors import CardError, InputError, WeightsError

@@ -11,10 +11,10 @@ from monai.networks.nets import ControlNet, DiffusionModelUNet
 
 from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import Cancelled, InputError
+from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, pick_device, seeded_noise
 from SynthMedLib.sampling.dpm_solver import timesteps_for
-from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.sampling.samplers import invert, sample

@@ -5,16 +5,15 @@ schedule does not fit."""
 import pytest
 import torch
 
+from pipeline_fixtures import tiny_model
 from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import InputError
+from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field
 from SynthMedLib.pipelines.generate import generate
 from SynthMedLib.sampling.dpm_solver import first_order_step
-from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule
 from SynthMedLib.sampling.sampler_base import REGISTRY, Sampler, register, unregister
 from SynthMedLib.sampling.samplers import ddim_timesteps, sample
-
-from pipeline_fixtures import tiny_model
 
 SHAPE = (2, 6, 8, 6)
 SCHEDULER = Scheduler.parse({"type": "ddpm", "num_train_timesteps": 1000, "prediction_type": "epsilon",

@@ -6,12 +6,12 @@ deleted leave nothing behind to grow."""
 import numpy as np
 import pytest
 import slicer
+
 import test_slicer_logic  # noqa: F401  (puts SynthMed/ on the path, as the fixtures need)
+from SynthMedLib.errors import InputError
 from SynthMedSlicer import parameters, series
 from SynthMedSlicer.explore import Explorer, series_key
 from test_slicer_panel import Values
-
-from SynthMedLib.errors import InputError
 
 pytest_plugins = ("test_slicer_logic",)
 

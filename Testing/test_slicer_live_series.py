@@ -6,6 +6,7 @@ input node is untouched."""
 import numpy as np
 import pytest
 import slicer
+
 import test_slicer_logic as shared
 from SynthMedSlicer import hierarchy, series
 from SynthMedSlicer.live_series import LiveSeries

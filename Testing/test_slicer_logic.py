@@ -33,7 +33,9 @@ from SynthMedSlicer.volumes import image_from_volume_node, volume_node_from_imag
 from SynthMedSlicer.worker_client import WorkerClient, WorkerError  # noqa: E402
 
 SEGMENTS = [{"id": 1, "name": "ventricles", "color": [120, 200, 255],
-             "terminology": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^35764002^Cerebral ventricle~^^~Anatomic codes - DICOM master list~^^~^^"},
+             "terminology": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^"
+                            "Anatomical Structure~SCT^35764002^Cerebral ventricle~^^~Anatomic codes - DICOM master list"
+                            "~^^~^^"},
             {"id": 3, "name": "grey matter", "color": [230, 150, 80]}]
 
 

@@ -133,7 +133,8 @@ def test_target_ages_and_follow_up_years():
 
 
 def test_device_list_starts_with_automatic_so_mps_is_reachable():
-    reported = [{"id": "cpu", "name": "x86", "totalBytes": 64 * 2**30}, {"id": "mps", "name": "Apple GPU", "totalBytes": None}]
+    reported = [{"id": "cpu", "name": "x86", "totalBytes": 64 * 2**30},
+                {"id": "mps", "name": "Apple GPU", "totalBytes": None}]
     choices = devices.choices(reported)
     assert [device_id for _text, device_id in choices] == ["auto", "mps", "cpu"]
     assert choices[0][0] == "Automatic (Apple GPU (MPS): Apple GPU)"
@@ -315,7 +316,8 @@ def write_series_result(tmp_path, scale):
     entries, volumes = [], []
     for age in (70, 80):
         base = tmp_path / f"age{age}_{scale}"
-        change = sitk.GetImageFromArray((np.linspace(-1, 1, 10 * 12 * 9) * scale * (age - 60)).reshape(9, 12, 10).astype(np.float32))
+        ramp = np.linspace(-1, 1, 10 * 12 * 9) * scale * (age - 60)
+        change = sitk.GetImageFromArray(ramp.reshape(9, 12, 10).astype(np.float32))
         change.CopyInformation(image)
         sitk.WriteImage(image, f"{base}_image.nii.gz")
         sitk.WriteImage(change, f"{base}_difference.nii.gz")
@@ -376,7 +378,8 @@ def test_label_condition_is_sent_as_numbered_segments_with_their_names(tmp_path)
         one[rows, 3:7, 3:7] = 1  # each segment drawn on its own: label value 1 both times
         labels = sitk.GetImageFromArray(one)
         labels.CopyInformation(image)
-        made = segmentation_node_from_labels(scene, labels, [{"id": 1, "name": name}], "layer", reference_volume=reference)
+        made = segmentation_node_from_labels(scene, labels, [{"id": 1, "name": name}], "layer",
+                                             reference_volume=reference)
         node.GetSegmentation().AddSegment(made.GetSegmentation().GetNthSegment(0))
         array[rows, 3:7, 3:7] = len(node.GetSegmentation().GetSegmentIDs())
     logic = SceneLogic(scene, client=object())  # preparing a request never starts a worker

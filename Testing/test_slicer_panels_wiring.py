@@ -220,7 +220,8 @@ def harness(monkeypatch, tmp_path):
     calls = {"confirm": [], "pip": [], "errors": [], "layouts": []}
     answers = {"confirm": True}
     for name, fake in (("modulePath", lambda name: str(ROOT / "SynthMed" / "SynthMed.py")),
-                       ("confirmOkCancelDisplay", lambda text, **kw: calls["confirm"].append(text) or answers["confirm"]),
+                       ("confirmOkCancelDisplay",
+                        lambda text, **kw: calls["confirm"].append(text) or answers["confirm"]),
                        ("pip_install", calls["pip"].append),
                        ("errorDisplay", lambda text, **kw: calls["errors"].append((text, kw.get("detailedText")))),
                        ("setSliceViewerLayers", lambda **kw: None), ("resetSliceViews", lambda: None)):
@@ -355,6 +356,7 @@ def test_age_slider_asks_the_worker_for_one_age_into_the_same_series(harness):
     request for that age only: one Sequence item more, the views and the input left alone; Cancel
     takes a slider request back; new settings need a new run first."""
     import numpy as np
+
     from SynthMedSlicer import series
     from SynthMedSlicer.volumes import volume_node_from_image
     from test_slicer_logic import matrix_of, oblique_lps_image
@@ -466,7 +468,8 @@ def test_dataset_section_writes_a_folder_with_progress_cancel_and_resume(harness
     participants = (other / "participants.tsv").read_text().splitlines()
     # sample i's noise seed comes from (dataset seed, i) alone: the first three are the first dataset's
     first = (folder / "participants.tsv").read_text().splitlines()
-    assert len(participants) == 9 and [r.split("\t")[-1] for r in participants[:4]] == [r.split("\t")[-1] for r in first]
+    assert len(participants) == 9
+    assert [r.split("\t")[-1] for r in participants[:4]] == [r.split("\t")[-1] for r in first]
     assert h.scene.GetNumberOfNodes() == nodes_before
 
 

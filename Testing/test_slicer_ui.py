@@ -137,7 +137,8 @@ def test_dependencies_one_confirmation_and_never_slicer_packages(tmp_path):
         return True
 
     outcome = dependencies.ensure(MODULE, confirm, installed.append,
-                                  torch_installer=lambda req: torch_asked.append(req) or "torch", version_of=versions.get)
+                                  torch_installer=lambda req: torch_asked.append(req) or "torch",
+                                  version_of=versions.get)
     assert outcome == dependencies.READY and len(asked) == 1
     assert "PyTorch >=2.2" in asked[0] and "monai >=1.4 (have 1.0.0)" in asked[0]
     assert torch_asked == [">=2.2"]

@@ -80,7 +80,8 @@ def test_worker_errors_keep_their_traceback_for_the_log_and_details_box():
     error = error_from_event({"event": "error", "id": "r1", "kind": "KeyError", "userError": False,
                               "message": "internal error: 'x'", "traceback": "Traceback (most recent call last):\n..."})
     assert isinstance(error, WorkerError) and error.details.startswith("Traceback")
-    assert error_from_event({"event": "error", "kind": "InputError", "userError": True, "message": "bad"}).__class__.__name__ == "InputError"
+    user_error = error_from_event({"event": "error", "kind": "InputError", "userError": True, "message": "bad"})
+    assert user_error.__class__.__name__ == "InputError"
 
 
 def test_process_options_give_the_worker_its_own_process_group():

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from spaces_fixtures import GRIDS, MODEL_SPACE, brain_source, known_affine, scan_on
 from SynthMedLib.errors import InputError
 from SynthMedLib.spaces import check_image, fit_intensity, same_grid, to_model_space
-
-from spaces_fixtures import GRIDS, LPS, MODEL_SPACE, brain_source, known_affine, native_grid, \
-    scan_on
 
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from SynthMedLib.cli import main
-from SynthMedLib.evaluate.study import compare, fit, read_dataset
+from SynthMedLib.evaluate.study import fit, read_dataset
 
 
 def write_dataset(folder, n, seed, age_effect, ad_effect, repeated=False):
@@ -20,7 +20,8 @@ def write_dataset(folder, n, seed, age_effect, ad_effect, repeated=False):
         sex, diagnosis = ("M", "F")[i % 2], ("CN", "MCI", "AD")[i % 3]
         participants.append(f"sub-{i:03d}\t{sex}\t{diagnosis}")
         for age in ([60.0, 70.0] if repeated else [float(rng.uniform(55, 90))]):
-            ventricles = 20 + age_effect * (age - 70) + ad_effect * (diagnosis == "AD") + ad_effect / 2 * (diagnosis == "MCI") + rng.normal(0, 1.0)
+            ventricles = (20 + age_effect * (age - 70) + ad_effect * (diagnosis == "AD")
+                          + ad_effect / 2 * (diagnosis == "MCI") + rng.normal(0, 1.0))
             volumes.append(f"sub-{i:03d}\t{age:.1f}\t{ventricles:.3f}\t{600 - 2 * age + rng.normal(0, 5):.3f}")
     (folder / "participants.tsv").write_text("\n".join(participants) + "\n")
     (folder / "volumes.tsv").write_text("\n".join(volumes) + "\n")

@@ -39,8 +39,10 @@ def tiny(tmp_path_factory):
 
 
 def straight_and_resumed(folder, stage, card, data, steps=6, stop=3, tag="", **changes):
-    straight = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-straight"), **changes)
-    resumed = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-resumed"), **changes)
+    straight = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-straight"),
+                           **changes)
+    resumed = tiny_config(folder, stage, card, data, steps=steps, run_dir=str(folder / f"{stage}{tag}-resumed"),
+                          **changes)
     run_stage(straight, progress=False, export=False)
     first = run_stage(resumed, {"steps": stop}, progress=False, export=False)
     second = run_stage(resumed, progress=False, export=False)

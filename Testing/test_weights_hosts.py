@@ -108,7 +108,8 @@ def test_hub_download_resumes_on_the_cdn(server, tmp_path):
 
 def test_hub_file_that_differs_from_the_card_is_refused_before_downloading(server, tmp_path):
     dest = tmp_path / "changed.pt"
-    with pytest.raises(WeightsError, match="hub now serves another file.*revision 0123456789ab.*nothing was downloaded"):
+    with pytest.raises(WeightsError,
+                       match="hub now serves another file.*revision 0123456789ab.*nothing was downloaded"):
         download(server.url("org/repo/resolve/main/changed.pt"), dest, sha256=SHA, show_bar=False)
     assert [e["method"] for e in server.state.log] == ["HEAD"] and not dest.with_name("changed.pt.part").exists()
     # without a card checksum the hub's (wrong) one is what the bytes are checked against

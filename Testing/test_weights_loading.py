@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 
 from SynthMedLib.cards import SHIPPED_DIR, Card
 from SynthMedLib.errors import Cancelled, WeightsError
+from SynthMedLib.model import Model
 from SynthMedLib.networks import build_network, shrink_args
 from SynthMedLib.weights import hashing
-from SynthMedLib.model import Model
 from SynthMedLib.weights.load import load_network
 from SynthMedLib.weights.safe_load import detect_format, read_checkpoint
 
@@ -130,7 +130,8 @@ def test_safetensors_and_torch_files_are_detected_by_content(demo_like):
 
 def test_missing_file_says_where_it_looked_and_what_to_do(demo_like, tmp_path):
     card, path, _ = demo_like
-    with pytest.raises(WeightsError, match=r"not found \(looked in .*ae\.bin.*home/models/brainldm-ukb/ae\.bin\); run 'synthmed models fetch"):
+    with pytest.raises(WeightsError, match=r"not found \(looked in .*ae\.bin.*home/models/brainldm-ukb/ae\.bin\); "
+                                           r"run 'synthmed models fetch"):
         load_network(card, "autoencoder")
 
 

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from generate_fixtures import describe_weights
+from head_fixtures import OBLIQUE, real_head, resampled, with_noise_and_bias
+from pipeline_fixtures import write_tiny_model
 from SynthMedLib.cli import main
 from SynthMedLib.pipelines.inversion_cache import scan_digest
-from SynthMedLib.pipelines.whole_head import (PASTE_MARGIN_MM, paste_into_head, paste_weight,
-                                              separate_brain)
-
-from head_fixtures import OBLIQUE, real_head, resampled, with_noise_and_bias
-from generate_fixtures import describe_weights
-from pipeline_fixtures import write_tiny_model
+from SynthMedLib.pipelines.whole_head import PASTE_MARGIN_MM, paste_into_head, paste_weight, separate_brain
 
 SUBJECT = ["--age", "62", "--sex", "F", "--diagnosis", "CN"]
 

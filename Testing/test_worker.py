@@ -270,7 +270,6 @@ def test_one_model_per_card_and_device_serves_every_pipeline(tmp_path):
     import collections
 
     from pipeline_fixtures import write_tiny_model
-
     from SynthMedLib.cards import load_card
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.worker.pipeline_requests import model_for

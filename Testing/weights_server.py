@@ -147,7 +147,8 @@ def make_handler(state):
                 return self._send(200, DRIVE_OLD_PAGE.format(id=file_id, name=file_id, token="Xy12").encode(),
                                   "text/html; charset=utf-8")
             if path == "/uc" and file_id.startswith("cookie-"):
-                if query.get("confirm") == "Ck34" and "download_warning_1_abc=Ck34" in (self.headers.get("Cookie") or ""):
+                cookie = self.headers.get("Cookie") or ""
+                if query.get("confirm") == "Ck34" and "download_warning_1_abc=Ck34" in cookie:
                     return self._bytes(extra_headers=attachment)
                 return self._send(200, DRIVE_COOKIE_PAGE.encode(), "text/html; charset=utf-8",
                                   [("Set-Cookie", "download_warning_1_abc=Ck34; Path=/")])

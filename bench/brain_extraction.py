@@ -25,9 +25,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject, render  # noqa: E402
-from SynthMedLib.spaces.brain_extraction import (STRIPPED_MAX_FOREGROUND_ML,  # noqa: E402
-                                                 extract_brain, foreground_volume_ml,
-                                                 mask_volume_ml)
+from SynthMedLib.spaces.brain_extraction import (  # noqa: E402
+    STRIPPED_MAX_FOREGROUND_ML,
+    extract_brain,
+    foreground_volume_ml,
+    mask_volume_ml,
+)
 from SynthMedLib.spaces.template import nifti_to_sitk  # noqa: E402
 
 

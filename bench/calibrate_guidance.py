@@ -16,8 +16,17 @@ import time
 
 import numpy as np
 
-from score_common import (DIAGNOSES, SEXES, change_errors, common_arguments, model_for, mean,
-                          native_grid, rendered, report_choice)
+from score_common import (
+    DIAGNOSES,
+    SEXES,
+    change_errors,
+    common_arguments,
+    mean,
+    model_for,
+    native_grid,
+    rendered,
+    report_choice,
+)
 from SynthMedLib.cohort import HELD_OUT_SEED, Subject
 from SynthMedLib.pipelines.counterfactual import counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache

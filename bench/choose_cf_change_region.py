@@ -26,8 +26,17 @@ import time
 import numpy as np
 
 from calibrate_guidance import validation_cases
-from score_common import (brain_mae, brain_mask, change_errors, common_arguments, model_for, mean,
-                          native_grid, rendered, report_choice)
+from score_common import (
+    brain_mae,
+    brain_mask,
+    change_errors,
+    common_arguments,
+    mean,
+    model_for,
+    native_grid,
+    rendered,
+    report_choice,
+)
 from SynthMedLib.pipelines.back_to_native import back_to_native
 from SynthMedLib.pipelines.counterfactual import COURSE_OUTSIDE_CHANGE, counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache

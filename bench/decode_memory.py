@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from sampler_benchmark import peak_rss_mb, reset_peak  # noqa: E402
-
 from SynthMedLib.cards import load_card  # noqa: E402
 from SynthMedLib.networks import build_network  # noqa: E402
 from SynthMedLib.sampling.decode import decode, decoder_reach  # noqa: E402

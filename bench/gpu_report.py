@@ -101,7 +101,8 @@ def markdown(results):
              "resident. Errors: RMS difference / reference std, against the row named in 'vs'.", "",
              "## Summary", "",
              "| model | precision | UNet step s | decode s | s per sample | peak alloc GiB | peak reserved GiB "
-             "| smallest card GB | x MONAI loop | image error (MONAI loop's) | step / FLOP floor | decode / FLOP floor |",
+             "| smallest card GB | x MONAI loop | image error (MONAI loop's) | step / FLOP floor "
+             "| decode / FLOP floor |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in summary(results):
         error = "-" if e.get("error") is None else f"{_fmt(e['error'])} ({_fmt(e.get('monai_error'))})"

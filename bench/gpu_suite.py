@@ -60,7 +60,8 @@ def plan(tile, half="fp16", tiny=False):
         ("maisi256 sample", 12, p(cases.case_flow_sample, key="maisi256")),
         ("maisi512 unet", 20, p(cases.case_unet, key="maisi512")),
         ("maisi512 decode", 30, p(cases.case_decode, key="maisi512", reference=f"tiled {t512} norm=volume {half}",
-                                  variants=[(f"tiled {t512} norm=tile {half}", half, t512, "tile", None), (f"whole {half}", half, None, "volume", None),
+                                  variants=[(f"tiled {t512} norm=tile {half}", half, t512, "tile", None),
+                                            (f"whole {half}", half, None, "volume", None),
             (f"tiled {t512} norm=volume {half}", half, t512, "volume", None)])),
         ("demo-brain unet", 8, p(cases.case_unet, key="demo-brain")),
         ("demo-brain decode", 5, p(cases.case_decode, key="demo-brain", variants=DECODE_WHOLE)),
@@ -80,7 +81,8 @@ def plan(tile, half="fp16", tiny=False):
 # Variants whose own cost needs a budget check inside their case (H200 seconds).
 VARIANT_SECONDS = {("maisi512", "norm=volume"): 80, ("maisi512", "whole"): 10, ("brainldm", "norm=volume"): 25,
                    ("maisi256", "norm=volume"): 10}
-TILES = {"full": {"brainldm": 10, "maisi256": 32, "maisi512": 64}, "tiny": {"brainldm": 2, "maisi256": 4, "maisi512": 8}}
+TILES = {"full": {"brainldm": 10, "maisi256": 32, "maisi512": 64},
+         "tiny": {"brainldm": 2, "maisi256": 4, "maisi512": 8}}
 
 
 class Context:
@@ -194,7 +196,8 @@ def main(argv=None):
     info = device_info(ctx.device)
     info.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 budget_seconds=args.budget, tiny=args.tiny, precisions=ctx.precisions, steps=ctx.steps,
-                models={key: model_config(key, args.tiny) for key in ("brainldm", "maisi256", "maisi512", "demo-brain")})
+                models={key: model_config(key, args.tiny)
+                        for key in ("brainldm", "maisi256", "maisi512", "demo-brain")})
     results = run_suite(ctx, args.out, case_plan, info)
     failed = [case["name"] for case in results["cases"] if case["status"] == "error"]
     print(f"done in {results['meta']['suite_seconds']:.0f} s; {len(failed)} failed {failed}; {args.out}")

@@ -39,15 +39,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import numpy as np
-import SimpleITK as sitk
-import torch
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
 
-from SynthMedLib.model import Model
-from SynthMedLib.pipelines import back_to_native
-from SynthMedLib.pipelines import counterfactual as cf_module
-from SynthMedLib.pipelines.counterfactual import counterfactual
-from SynthMedLib.pipelines.inversion_cache import InversionCache
+from SynthMedLib.model import Model  # noqa: E402
+from SynthMedLib.pipelines import back_to_native  # noqa: E402
+from SynthMedLib.pipelines import counterfactual as cf_module  # noqa: E402
+from SynthMedLib.pipelines.counterfactual import counterfactual  # noqa: E402
+from SynthMedLib.pipelines.inversion_cache import InversionCache  # noqa: E402
 
 SOURCE = {"age": 66, "sex": "F", "diagnosis": "CN"}
 PATHS = {"before": {"engine": "per-target", "keep_reconstruction": False},
@@ -170,7 +170,8 @@ def main(argv=None):
     for i, spacing in enumerate(float(s) for s in args.spacings.split(",")):
         rows += measure(model, spacing, counts[min(i, len(counts) - 1)])
         machine.update(load_end=round(os.getloadavg()[0], 2),
-                       uptime_end=subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip())
+                       uptime_end=subprocess.run(["uptime"], capture_output=True, text=True,
+                                                 check=False).stdout.strip())
         table = {"wall": summary(rows, "seconds"), "cpu": summary(rows, "cpu_seconds")}
         suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
         (out / f"interactive_latency{suffix}.json").write_text(

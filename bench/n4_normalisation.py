@@ -24,8 +24,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from SynthMedLib.cards import load_card  # noqa: E402
-from SynthMedLib.cohort import HELD_OUT_SEED, Subject, render  # noqa: E402
-from SynthMedLib.cohort import appearance, fields  # noqa: E402
+from SynthMedLib.cohort import HELD_OUT_SEED, Subject, appearance, fields, render  # noqa: E402  # noqa: E402
 from SynthMedLib.spaces.intensity import apply_intensity, fit_intensity  # noqa: E402
 
 

@@ -29,9 +29,13 @@ from SynthMedLib.spaces.checks import check_image  # noqa: E402
 from SynthMedLib.spaces.intensity import foreground_mask  # noqa: E402
 from SynthMedLib.spaces.mapping import resample_to_model  # noqa: E402
 from SynthMedLib.spaces.orientation import rotation_angle  # noqa: E402
-from SynthMedLib.spaces.plausibility import (LABEL_MAP_SAME_NEIGHBOUR,  # noqa: E402
-                                             MIN_TEMPLATE_CORRELATION, brain_interior,
-                                             same_neighbour_fraction, template_correlation)
+from SynthMedLib.spaces.plausibility import (  # noqa: E402
+    LABEL_MAP_SAME_NEIGHBOUR,
+    MIN_TEMPLATE_CORRELATION,
+    brain_interior,
+    same_neighbour_fraction,
+    template_correlation,
+)
 from SynthMedLib.spaces.registration import register_affine  # noqa: E402
 
 SPACE = ModelSpace((48, 64, 48), (3.0, 3.0, 3.0))   # demo-brain's model space

@@ -2,8 +2,8 @@
 50 steps, fp32) against SynthMed's default sampler (DPM-Solver++ 2M, logSNR spacing, 15 network
 evaluations) on the same networks and the same initial noise, side by side in one run.
 
-Reported per method: wall time (sampling + decoding; best of interleaved rounds), peak resident memory above the start of the
-run (Linux VmHWM, reset before each method), network evaluations, and the RMS error of the final
+Reported per method: wall time (sampling + decoding; best of interleaved rounds), peak resident memory above
+the start of the run (Linux VmHWM, reset before each method), network evaluations, and the RMS error of the final
 latent and image against a 250-step DDIM solution of the same ODE (relative to that reference's
 standard deviation). Ratios are against MONAI's DDIM-50.
 
@@ -30,11 +30,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from SynthMedLib.cards import load_card  # noqa: E402
+from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field  # noqa: E402
 from SynthMedLib.pipelines.latent_io import condition_vectors  # noqa: E402
 from SynthMedLib.sampling.decode import decode  # noqa: E402
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser  # noqa: E402
 from SynthMedLib.sampling.device import seeded_noise  # noqa: E402
-from SynthMedLib.evaluate.gaussian_data import GaussianDataDenoiser, smooth_field  # noqa: E402
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler  # noqa: E402
 from SynthMedLib.sampling.samplers import sample  # noqa: E402
 

@@ -228,7 +228,8 @@ def summary_rows(records, stash):
     rows = [
         ("cases (subject x target)", f"{len(records)} ({len({r['seed'] for r in records})} "
                                      "subjects)"),
-        ("ventricle change: mean relative error", f"{100 * mean([r['ventricles_change_relative_error'] for r in records]):.1f} % (goal <= 30 %)"),
+        ("ventricle change: mean relative error",
+         f"{100 * mean([r['ventricles_change_relative_error'] for r in records]):.1f} % (goal <= 30 %)"),
         ("ventricle change: sign right", f"{sum(signs)}/{len(signs)} (goal: all)"),
         ("image MAE vs true target (model)", f"{mean([r['mae_model'] for r in records]):.2f}"),
         ("image MAE vs true target (no change = input)", f"{mean([r['mae_no_change'] for r in records]):.2f}"),

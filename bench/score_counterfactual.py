@@ -20,9 +20,20 @@ import time
 
 import numpy as np
 
-from score_common import (brain_mae, brain_mask, common_arguments, held_out_cases, model_for,
-                          mean, native_grid, print_table, rendered, score_series, summary_rows,
-                          write_json)
+from score_common import (
+    brain_mae,
+    brain_mask,
+    common_arguments,
+    held_out_cases,
+    mean,
+    model_for,
+    native_grid,
+    print_table,
+    rendered,
+    score_series,
+    summary_rows,
+    write_json,
+)
 from SynthMedLib.pipelines.counterfactual import counterfactual
 from SynthMedLib.pipelines.inversion_cache import InversionCache
 from SynthMedLib.pipelines.volume_course import VolumeCourse

@@ -16,10 +16,19 @@ import time
 
 import numpy as np
 
-from score_common import (common_arguments, held_out_cases, model_for, native_grid, print_table,
-                          rendered, score_series, summary_rows, write_json)
-from SynthMedLib.pipelines.progression import progression
+from score_common import (
+    common_arguments,
+    held_out_cases,
+    model_for,
+    native_grid,
+    print_table,
+    rendered,
+    score_series,
+    summary_rows,
+    write_json,
+)
 from SynthMedLib.evaluate.volume_course_fit import fit_from_cohort
+from SynthMedLib.pipelines.progression import progression
 from SynthMedLib.pipelines.volume_course import VolumeCourse
 
 

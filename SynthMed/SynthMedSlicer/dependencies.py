@@ -34,7 +34,8 @@ def requirements_file(module_dir):
     """Resources/requirements.txt of the installed extension (beside SynthMed.py) or of a source
     checkout (the repository's top-level Resources/)."""
     module_dir = Path(module_dir)
-    for candidate in (module_dir / "Resources" / "requirements.txt", module_dir.parent / "Resources" / "requirements.txt"):
+    for candidate in (module_dir / "Resources" / "requirements.txt",
+                      module_dir.parent / "Resources" / "requirements.txt"):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"no Resources/requirements.txt beside {module_dir}")
@@ -47,7 +48,8 @@ def read_requirements(path):
         if line:
             requirement = Requirement(line)
             if requirement.name.lower() in SLICER_OWNED:
-                raise ValueError(f"{path} must not list {requirement.name}: Slicer (or the PyTorch extension) provides it")
+                raise ValueError(f"{path} must not list {requirement.name}: "
+                                 "Slicer (or the PyTorch extension) provides it")
             out.append(requirement)
     return out
 
@@ -82,9 +84,11 @@ def torch_problem(version):
 
 
 def describe(unmet_requirements, torch_issue):
-    parts = ([f"PyTorch {TORCH_REQUIREMENT} through the PyTorch extension"
-              + ("" if torch_issue == "missing" else f" (installed PyTorch is {torch_issue})")] if torch_issue else []) + [
-        f"{r.name} {r.specifier}" + (f" (have {v})" if v else "") for r, v in unmet_requirements]
+    torch_part = []
+    if torch_issue:
+        torch_part = [f"PyTorch {TORCH_REQUIREMENT} through the PyTorch extension"
+                      + ("" if torch_issue == "missing" else f" (installed PyTorch is {torch_issue})")]
+    parts = torch_part + [f"{r.name} {r.specifier}" + (f" (have {v})" if v else "") for r, v in unmet_requirements]
     return ("SynthMed needs these Python packages, installed into Slicer's Python once:\n  "
             + "\n  ".join(parts) + "\n\nInstall them now? This can take several minutes.")
 

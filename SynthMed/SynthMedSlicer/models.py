@@ -24,7 +24,8 @@ def model_summary_html(model):
     """Rich text for the panel: title, status, size, licence, citation."""
     status = model["status"]
     colour = {"embedded": "#2a7a2a", "installed": "#2a7a2a"}.get(status, "#a05a00")
-    lines = [f"<b>{html.escape(model['title'])}</b> <small>({html.escape(model['id'])} {html.escape(model['version'])}, "
+    lines = [f"<b>{html.escape(model['title'])}</b> "
+             f"<small>({html.escape(model['id'])} {html.escape(model['version'])}, "
              f"{html.escape(model['modality'])})</small>",
              f"Weights: <span style='color:{colour}'>{html.escape(status)}</span>, "
              f"{format_bytes(model.get('sizeBytes'))}"]

@@ -216,7 +216,8 @@ class Panels(ModelSection, DatasetSection, SeriesSection):
         self.ui.modelSelector.enabled = selectable
         self.ui.deviceSelector.enabled = selectable
         model = self.currentModel()
-        self.ui.removeWeightsButton.enabled = bool(model) and not self.isBusy() and bool(model_cache.weight_files(model["id"]))
+        self.ui.removeWeightsButton.enabled = (bool(model) and not self.isBusy()
+                                               and bool(model_cache.weight_files(model["id"])))
         if hasattr(self, "explorer"):  # connect() made it
             self.updateSliders()
 
@@ -304,7 +305,8 @@ class Panels(ModelSection, DatasetSection, SeriesSection):
         left = event.get("secondsLeft")
         text = f"{event.get('stage', '')}: {event.get('step')}/{total}"
         if left is not None:
-            text += f", about {int(left // 60)} min {int(left % 60)} s left" if left >= 60 else f", about {int(left)} s left"
+            text += (f", about {int(left // 60)} min {int(left % 60)} s left" if left >= 60
+                     else f", about {int(left)} s left")
         self.setStatus(text)
 
     def showError(self, error):

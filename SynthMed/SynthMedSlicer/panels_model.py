@@ -59,7 +59,8 @@ class ModelSection:
             return
         self.memoryWanted = False
         self.runInBackground("memory", self.core.client.run,
-                             MemoryRequest(model=model["id"], pipeline="generate", batch=int(self.ui.samplesSpinBox.value)))
+                             MemoryRequest(model=model["id"], pipeline="generate",
+                                           batch=int(self.ui.samplesSpinBox.value)))
 
 
     def onModelRequest(self, kind):

@@ -18,8 +18,10 @@ from SynthMedLib.errors import SynthMedError
 from SynthMedSlicer import explore, models, panel_state, results, views
 
 # kind -> (seek widget, summary label, "ask for one more value" slider)
-SERIES_WIDGETS = {"counterfactual": ("counterfactualSeekWidget", "counterfactualSummaryLabel", "counterfactualAgeSlider"),
-                  "progression": ("progressionSeekWidget", "progressionSummaryLabel", "progressionYearsSlider")}
+SERIES_WIDGETS = {
+    "counterfactual": ("counterfactualSeekWidget", "counterfactualSummaryLabel", "counterfactualAgeSlider"),
+    "progression": ("progressionSeekWidget", "progressionSummaryLabel", "progressionYearsSlider"),
+}
 INPUTS = {"counterfactual": "counterfactualInputSelector", "progression": "progressionInputSelector"}
 ASKED = {"counterfactual": "age", "progression": "follow-up at year"}
 
@@ -47,7 +49,8 @@ class SeriesSection:
     def configureSliders(self, model):
         """The age slider spans the model's age range (the card's); years keep the .ui's range."""
         slider = getattr(self.ui, SERIES_WIDGETS["counterfactual"][2])
-        age = next((s for s in models.condition_spec(model or {}) if s["name"] == "age" and s["kind"] == "number"), None)
+        age = next((s for s in models.condition_spec(model or {})
+                    if s["name"] == "age" and s["kind"] == "number"), None)
         if age is not None:
             slider.blockSignals(True)  # a range change that moves the value is not a request
             slider.minimum, slider.maximum = age["minimum"], age["maximum"]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import SimpleITK as sitk
-
 import slicer
+
 from SynthMedSlicer.volumes import set_geometry
 
 TERMINOLOGY_TAG = "TerminologyEntry"

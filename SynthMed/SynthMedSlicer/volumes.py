@@ -7,9 +7,9 @@ oblique or LPS-acquired scan must go through the full matrix, never origin/spaci
 
 import numpy as np
 import SimpleITK as sitk
+import slicer
 import vtk
 
-import slicer
 from SynthMedLib.errors import InputError
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -18,8 +18,10 @@ _ROLE_OF_CLASS = {
     "AutoencoderKL": ("autoencoder", "monai.networks.nets.AutoencoderKL"),
     "DiffusionModelUNet": ("diffusion", "monai.networks.nets.DiffusionModelUNet"),
     "ControlNet": ("controlnet", "monai.networks.nets.ControlNet"),
-    "AutoencoderKlMaisi": ("autoencoder", "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi"),
-    "DiffusionModelUNetMaisi": ("diffusion", "monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi"),
+    "AutoencoderKlMaisi": ("autoencoder",
+                           "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi"),
+    "DiffusionModelUNetMaisi": ("diffusion",
+                                "monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi"),
     "ControlNetMaisi": ("controlnet", "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi"),
 }
 # bundle scheduler class -> (training noise process, the sampler the bundle runs)

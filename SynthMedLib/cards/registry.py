@@ -68,7 +68,7 @@ def load_card(id_or_path):
 def list_cards(errors=None):
     """Every known card. Invalid cards are skipped; pass a list as ``errors`` to collect why."""
     cards = []
-    for model_id, folder in _card_dirs().items():
+    for model_id in _card_dirs():
         try:
             cards.append(load_card(model_id))
         except CardError as error:

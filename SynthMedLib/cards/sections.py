@@ -8,9 +8,10 @@ network inputs, the conditioning variables' specs, MONAI's rectified-flow option
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from SynthMedLib.errors import CardError
 

@@ -17,7 +17,13 @@ import SimpleITK as sitk
 
 from SynthMedLib.cohort.disk_cache import cached_arrays
 from SynthMedLib.cohort.fields import (
-    FIELD_SPACING, coarse, compose, exponentiate, field_grid, gradient_flow, to_transform,
+    FIELD_SPACING,
+    coarse,
+    compose,
+    exponentiate,
+    field_grid,
+    gradient_flow,
+    to_transform,
 )
 from SynthMedLib.cohort.template import load_template
 

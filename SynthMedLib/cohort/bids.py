@@ -11,8 +11,8 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from SynthMedLib import __version__
-from SynthMedLib.storage import atomic
 from SynthMedLib.cohort.tissues import LABELS, VOLUME_KEYS
+from SynthMedLib.storage import atomic
 
 DESCRIPTION = "SYNTHETIC simulated-cohort brain (SynthMed), not a real scan"
 

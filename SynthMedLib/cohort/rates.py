@@ -4,7 +4,10 @@ atrophy model's configured rates come out of the renderer (and the table in the 
 import numpy as np
 
 from SynthMedLib.cohort.aging import (
-    MAX_DISEASE_YEARS, MAX_LOG_VENTRICLE_FACTOR, log_volume_factors, onset_age,
+    MAX_DISEASE_YEARS,
+    MAX_LOG_VENTRICLE_FACTOR,
+    log_volume_factors,
+    onset_age,
 )
 
 

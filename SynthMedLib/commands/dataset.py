@@ -36,10 +36,10 @@ def register(subparsers):
 def run(args):
     import torch
 
-    from SynthMedLib.pipelines.dataset import Ranks, init_distributed, make_dataset
-    from SynthMedLib.pipelines.dataset_covariates import draw, read_spec, read_table
     from SynthMedLib.cards import load_card
     from SynthMedLib.model import Model
+    from SynthMedLib.pipelines.dataset import Ranks, init_distributed, make_dataset
+    from SynthMedLib.pipelines.dataset_covariates import draw, read_spec, read_table
     from SynthMedLib.sampling.device import pick_device
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.sampling.samplers import check_guidance

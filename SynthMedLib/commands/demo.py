@@ -117,8 +117,8 @@ def run_model_demo(out, model_id="demo-brain"):
     from SynthMedLib.cards import load_card
     from SynthMedLib.cohort import measure_volumes
     from SynthMedLib.cohort.montage import write_montage
-    from SynthMedLib.pipelines.generate import generate
     from SynthMedLib.model import Model
+    from SynthMedLib.pipelines.generate import generate
     from SynthMedLib.storage import prepare_output_folder
 
     # The demo is re-run into the same folder by `make demo`: it replaces its previous run.

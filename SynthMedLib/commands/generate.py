@@ -54,12 +54,12 @@ def run(args):
     import torch
 
     from SynthMedLib import arguments, provenance
-    from SynthMedLib.commands.scan_options import extra_conditions, parse_numbers, read_scan
     from SynthMedLib.cards import load_card
-    from SynthMedLib.pipelines.generate import generate
+    from SynthMedLib.commands.scan_options import extra_conditions, parse_numbers, read_scan
     from SynthMedLib.model import Model
-    from SynthMedLib.sampling.samplers import check_guidance
+    from SynthMedLib.pipelines.generate import generate
     from SynthMedLib.sampling.progress import Progress
+    from SynthMedLib.sampling.samplers import check_guidance
 
     out = output_folder(args)
     threads = arguments.threads(args.threads)

@@ -63,7 +63,8 @@ def markdown(report: dict) -> str:
         for name, v in bins.items():
             if v is not None:
                 lines.append(f"| {column} | {name} | {v['n_synthetic']} / {v['n_reference']} | "
-                             f"{v['mean_synthetic']:.1f} / {v['mean_reference']:.1f} | {v['ks']:.2f} ({v['ks_p']:.2g}) | "
+                             f"{v['mean_synthetic']:.1f} / {v['mean_reference']:.1f} | "
+                             f"{v['ks']:.2f} ({v['ks_p']:.2g}) | "
                              f"{v['wasserstein_ml']:.1f} |")
     c2st = report["fidelity"].get("classifier")
     if c2st:

@@ -73,7 +73,7 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
     samples, sample_labels, provenance = generate_arrays(model, conditions, seeds, guidance=guidance)
     result.update(sampler=provenance["sampler"], steps=provenance["steps"])
     volumes = [metrics.label_volumes(label, voxel_ml) for label in sample_labels]
-    means = [metrics.tissue_means(i, l) for i, l in zip(samples, sample_labels)]
+    means = [metrics.tissue_means(image, labels) for image, labels in zip(samples, sample_labels)]
 
     sweep_vent = [v["ventricles_ml"] for v in volumes[:32]]
     cn_vent = [v["ventricles_ml"] for v in volumes[32:48]]

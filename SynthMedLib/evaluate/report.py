@@ -70,7 +70,8 @@ def plot_control(result, path):
 def overlay(ax, image, labels, title):
     rgb = np.repeat(image[..., None], 3, axis=-1)
     for label, colour in LABEL_COLOURS.items():
-        edge = (labels == label) & ~(np.roll(labels, 1, 0) == label) | (labels == label) & ~(np.roll(labels, 1, 1) == label)
+        inside = labels == label
+        edge = inside & ~(np.roll(labels, 1, 0) == label) | inside & ~(np.roll(labels, 1, 1) == label)
         rgb[edge] = colour
     ax.imshow(np.flipud(rgb), interpolation="nearest")
     ax.set_title(title, fontsize=8)

@@ -24,17 +24,21 @@ from SynthMedLib.errors import InputError
 from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volumes
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, inversion_key, scan_digest
-from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
-                                             encode, image_to_tensor,
-                                             split_outputs)
+from SynthMedLib.pipelines.latent_io import (
+    condition_values,
+    condition_vectors,
+    crop_latent,
+    encode,
+    image_to_tensor,
+    split_outputs,
+)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
 from SynthMedLib.pipelines.whole_head import paste_results, separate_brain
 from SynthMedLib.sampling.decode import decode
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.sampling.samplers import (check_guidance, deterministic_sampler, invert,
-                                           sample)
+from SynthMedLib.sampling.samplers import check_guidance, deterministic_sampler, invert, sample
 from SynthMedLib.spaces import ModelSpace, to_model_space
 
 # With a volume course, how much of the model's change away from the ventricles' neighbourhood is

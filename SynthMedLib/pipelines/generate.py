@@ -21,15 +21,23 @@ from SynthMedLib import arguments, provenance
 from SynthMedLib.errors import CardError, InputError
 from SynthMedLib.model import Model, as_model
 from SynthMedLib.pipelines.label_conditioning import prepare_label_map
-from SynthMedLib.pipelines.latent_io import array_to_image, condition_values, condition_vectors, crop_latent, \
-    network_shape, split_outputs, to_network_axes
+from SynthMedLib.pipelines.latent_io import (
+    array_to_image,
+    condition_values,
+    condition_vectors,
+    crop_latent,
+    network_shape,
+    split_outputs,
+    to_network_axes,
+)
 from SynthMedLib.sampling.decode import available_bytes, choose_tile, decode, decoder_reach
 from SynthMedLib.sampling.denoiser import Conditioning, Denoiser
 from SynthMedLib.sampling.device import autocast, seeded_noise
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample
 from SynthMedLib.sampling.sampler_base import sampler_class
+from SynthMedLib.sampling.samplers import check_guidance, check_sampler, default_sampler, sample
 from SynthMedLib.spaces.model_space import ModelSpace
+
 
 @dataclass
 class GeneratedSample:
@@ -109,7 +117,8 @@ def generate(model: Model, conditions=None, count=1, seed=0, sampler=None, steps
         images, labels = split_outputs(decoded, card)
         for i, sample_seed in enumerate(seeds):
             entry = provenance.record(
-                card, model.digests(model.needs("generate")), "generate", conditions=conditions, seed=sample_seed, sampler=sampler,
+                card, model.digests(model.needs("generate")), "generate", conditions=conditions, seed=sample_seed,
+                sampler=sampler,
                 steps=steps, network_evaluations=denoiser.evaluations, guidance=float(guidance), eta=float(eta),
                 precision=dtype, device=str(run_on), tile=tile,
                 label_map="given" if label_array is not None else None,
@@ -223,7 +232,8 @@ def _label_condition(card, label_map, label_mapping, grid, device, label_preset=
     channels = int(card.conditioning.controlnet["channels"])
     # MAISI's binarize_labels: bit b of the label id in channel b.
     network_array = np.ascontiguousarray(to_network_axes(array, card))
-    bits = torch.from_numpy(network_array)[None, None].bitwise_right_shift(torch.arange(channels).view(1, -1, 1, 1, 1)) & 1
+    shifts = torch.arange(channels).view(1, -1, 1, 1, 1)
+    bits = torch.from_numpy(network_array)[None, None].bitwise_right_shift(shifts) & 1
     return bits.float().to(device), array.astype(np.uint8), envelope
 
 

@@ -21,8 +21,8 @@ Choice: a smooth **displacement field**.
   reconstruction and counterfactual also differ in small shape and intensity details that are not
   aging. Chosen on validation subjects (bench/calibrate_guidance.py's seeds, never the scored
   ones); the measurements are in the README (Counterfactual aging, Identity).
-  The residual (counterfactual - warped reconstruction) stays available as ``identity_method="deformation+residual"`` (for changes that are not
-  geometric, e.g. lesions).
+  The residual (counterfactual - warped reconstruction) stays available as
+  ``identity_method="deformation+residual"`` (for changes that are not geometric, e.g. lesions).
 
 When an auxiliary volume model gives the expected volume of a structure at the target
 (progression with a disease course, as BrLP feeds its predicted volumes to its diffusion model),

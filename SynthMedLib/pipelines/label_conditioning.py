@@ -53,7 +53,7 @@ def body_label(card):
 # -- presets -------------------------------------------------------------------------------------
 
 def preset_names(card):
-    return sorted((_controlnet(card).get("label_presets") or {}))
+    return sorted(_controlnet(card).get("label_presets") or {})
 
 
 def load_preset(card, name):

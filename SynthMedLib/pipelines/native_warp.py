@@ -88,8 +88,7 @@ class NativeWarp:
         starts = list(range(0, z, depth))
         if len(starts) > 1 and z - starts[-1] == 1:  # no one-plane slab (affine_grid's odd case)
             starts.pop()
-        for start, stop in zip(starts, starts[1:] + [z]):
-            yield start, stop
+        yield from zip(starts, starts[1:] + [z])
 
     def _coordinates(self, start, stop):
         """(1, stop - start, y, x, 3) native normalised coordinates of a z slab, and the same

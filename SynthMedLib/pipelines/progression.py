@@ -28,8 +28,14 @@ from SynthMedLib.pipelines.back_to_native import back_to_native, reference_volum
 from SynthMedLib.pipelines.controlnet_input import controlnet_condition
 from SynthMedLib.pipelines.counterfactual import register_scan
 from SynthMedLib.pipelines.inversion_cache import DEFAULT_CACHE, scan_digest
-from SynthMedLib.pipelines.latent_io import (condition_values, condition_vectors, crop_latent,
-                                             encode, image_to_tensor, split_outputs)
+from SynthMedLib.pipelines.latent_io import (
+    condition_values,
+    condition_vectors,
+    crop_latent,
+    encode,
+    image_to_tensor,
+    split_outputs,
+)
 from SynthMedLib.pipelines.outputs import Series, StageTimer, provenance
 from SynthMedLib.pipelines.volume_course import MODEL_OWN, resolve_volume_course
 from SynthMedLib.pipelines.whole_head import paste_results, separate_brain

@@ -23,8 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SynthMedLib.pipelines.inversion_cache import scan_digest
-from SynthMedLib.spaces.brain_extraction import (brain_only, extract_brain, mask_volume_ml,
-                                                 wants_extraction)
+from SynthMedLib.spaces.brain_extraction import brain_only, extract_brain, mask_volume_ml, wants_extraction
 from SynthMedLib.spaces.checks import check_image
 
 # How far (mm) beyond the brain mask a change may still reach. Aging moves the cortical surface

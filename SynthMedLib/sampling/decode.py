@@ -25,8 +25,6 @@ import torch
 from SynthMedLib.sampling.progress import Progress
 from SynthMedLib.sampling.volume_norm import StopTile, VolumeGroupNorm
 
-
-
 # Full-resolution decoder maps alive at the peak of decoding one sample, in units of (the decoder's
 # first width x image voxels x 4 bytes), read off peaks measured on an H200 (bench/results/gpu; the
 # panel's estimate, worker/memory_estimate.py, uses them too): fp32 throughout; autocast (half

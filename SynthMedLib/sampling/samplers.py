@@ -9,12 +9,11 @@ Sampler (sampler_base.py) run by the one loop there.
 
 import torch
 
+from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.errors import InputError
 from SynthMedLib.sampling.dpm_solver import SPACINGS, dpm_2m_update, first_order_step, timesteps_for
-from SynthMedLib.cards.sections import Scheduler
 from SynthMedLib.sampling.noise_schedule import NoiseSchedule, monai_scheduler
-from SynthMedLib.sampling.sampler_base import (REGISTRY, Sampler, register, run, sampler_class,
-                                               sampler_name)
+from SynthMedLib.sampling.sampler_base import REGISTRY, Sampler, register, run, sampler_class, sampler_name
 
 __all__ = ["sample", "invert", "Sampler", "register", "sampler_name", "default_sampler",
            "deterministic_sampler", "check_sampler", "check_guidance", "REGISTRY"]

@@ -15,8 +15,8 @@ import SimpleITK as sitk
 
 from SynthMedLib.spaces.checks import check_image
 from SynthMedLib.spaces.intensity import IntensityMapping, apply_intensity, fit_intensity
-from SynthMedLib.spaces.orientation import rotation_angle
 from SynthMedLib.spaces.model_space import ModelSpace
+from SynthMedLib.spaces.orientation import rotation_angle
 from SynthMedLib.spaces.plausibility import check_t1_brain
 from SynthMedLib.spaces.registration import register_affine
 from SynthMedLib.spaces.template import template_image

@@ -65,7 +65,7 @@ class ModelSpace:
         try:
             columns = [_AXIS_VECTORS[letter] for letter in self.orientation]
         except KeyError:
-            raise CardError(f"Card orientation {self.orientation!r} is not three of R/L/A/P/S/I.")
+            raise CardError(f"Card orientation {self.orientation!r} is not three of R/L/A/P/S/I.") from None
         direction_ras = np.array(columns, dtype=float).T
         if abs(np.linalg.det(direction_ras)) != 1:
             raise CardError(f"Card orientation {self.orientation!r} repeats an axis.")

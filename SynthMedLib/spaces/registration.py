@@ -19,8 +19,7 @@ import SimpleITK as sitk
 
 from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.spaces.intensity import foreground_mask
-from SynthMedLib.spaces.orientation import (OrientationChoice, choose_orientation, reoriented,
-                                            undo_reorientation)
+from SynthMedLib.spaces.orientation import OrientationChoice, choose_orientation, reoriented, undo_reorientation
 
 MIN_DICE = 0.75                  # foreground overlap (template vs registered scan)
 SCALE_RANGE = (0.6, 1.6)         # singular values of the affine matrix, model -> native
@@ -133,7 +132,7 @@ def _optimise(method, fixed, moving, transform, progress, cancel, start, stop):
         method.Execute(fixed, moving)
     except RuntimeError as error:
         raise InputError(f"Registration to the model template failed: {error}. The scan may "
-                         "not overlap the template at all (wrong orientation or field of view).")
+                         "not overlap the template at all (wrong orientation or field of view).") from None
     if state.get("cancelled") or (cancel is not None and cancel()):
         raise Cancelled("Registration cancelled.")
     return transform, method.GetMetricValue(), method.GetOptimizerIteration()

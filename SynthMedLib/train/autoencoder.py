@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 
-
 def random_patches(arrays, indices, patch, generator):
     """The same random ``patch`` window cut out of every array in ``arrays`` for each index."""
     shape = arrays[0].shape[1:]

@@ -47,11 +47,10 @@ def cache_key(dataset, card):
 def _render_item(job):
     subject, age, grid_info, intensity, path = job
     import SimpleITK as sitk
+    import torch
 
     from SynthMedLib.cohort import render
     from SynthMedLib.spaces.intensity import fit_intensity
-
-    import torch
 
     # One thread per worker process: the workers already use every core between them.
     torch.set_num_threads(1)

@@ -19,8 +19,8 @@ from pathlib import Path
 from SynthMedLib import __version__
 from SynthMedLib.errors import Cancelled, InputError, SynthMedError
 from SynthMedLib.sampling.progress import Progress
-from SynthMedLib.worker import protocol
 from SynthMedLib.storage.run_folder import check_writable_folder
+from SynthMedLib.worker import protocol
 from SynthMedLib.worker.handlers import HANDLERS
 from SynthMedLib.worker.message_checks import MessageError, check_request, valid_id
 
