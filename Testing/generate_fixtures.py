@@ -7,11 +7,13 @@
   (VAE state dict; {'unet_state_dict', 'scale_factor'}; {'controlnet_state_dict'}).
 """
 
+import contextlib
 import copy
 import hashlib
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from SynthMedLib.cards import SHIPPED_DIR, Card, load_card
@@ -36,6 +38,18 @@ def describe_weights(folder, data):
         if path.is_file():
             spec.update(size=path.stat().st_size,
                         sha256=hashlib.sha256(path.read_bytes()).hexdigest(), md5=None)
+
+
+@contextlib.contextmanager
+def synthmed_home(folder):
+    """``folder`` as SYNTHMED_HOME (the model cache) for the ``with`` block: tests register their
+    tiny models there, never in the user's cache."""
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("SYNTHMED_HOME", str(folder))
+    try:
+        yield Path(folder)
+    finally:
+        patcher.undo()
 
 
 def tiny_brain_data():

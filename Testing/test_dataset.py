@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from generate_fixtures import register_tiny_brain
+from generate_fixtures import register_tiny_brain, synthmed_home
 from SynthMedLib.cards import load_card
 from SynthMedLib.cli import main
 from SynthMedLib.pipelines.dataset import sample_seed
@@ -21,12 +21,9 @@ ROWS = [(70, "F", "CN"), (82.5, "M", "AD"), (65, "F", "MCI"), (90, "M", "CN"), (
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("synthmed-home")
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("SYNTHMED_HOME", str(folder))
-    register_tiny_brain(folder / "brain-source")
-    yield folder
-    patcher.undo()
+    with synthmed_home(tmp_path_factory.mktemp("synthmed-home")) as folder:
+        register_tiny_brain(folder / "brain-source")
+        yield folder
 
 
 def covariates(path, rows=ROWS, header="participant_id\tage\tsex\tdiagnosis"):

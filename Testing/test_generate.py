@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from generate_fixtures import register_tiny_brain, register_tiny_maisi
+from generate_fixtures import register_tiny_brain, register_tiny_maisi, synthmed_home
 from SynthMedLib.cli import main
 from SynthMedLib.errors import Cancelled, InputError
 from SynthMedLib.model import Model
@@ -22,13 +22,10 @@ CONDITIONS = {"age": 70, "sex": "F", "diagnosis": "CN"}
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("synthmed-home")
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("SYNTHMED_HOME", str(folder))
-    register_tiny_brain(folder / "brain-source")
-    register_tiny_maisi(folder / "maisi-source")
-    yield folder
-    patcher.undo()
+    with synthmed_home(tmp_path_factory.mktemp("synthmed-home")) as folder:
+        register_tiny_brain(folder / "brain-source")
+        register_tiny_maisi(folder / "maisi-source")
+        yield folder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from generate_fixtures import register_tiny_brain
+from generate_fixtures import register_tiny_brain, synthmed_home
 from pipeline_fixtures import ship_volume_course, write_tiny_model
 from spaces_fixtures import MODEL_SPACE, brain_source
 from SynthMedLib.cards import Card, load_card
@@ -141,15 +141,12 @@ def test_weight_digests_are_cached_by_size_mtime_and_inode(tmp_path, monkeypatch
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reliability-home")
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("SYNTHMED_HOME", str(folder))
-    register_tiny_brain(folder / "brain-source")
-    card_folder = write_tiny_model(folder / "scan-model")
-    scan = folder / "sub-01.nii.gz"
-    sitk.WriteImage(brain_source(), str(scan))
-    yield folder, card_folder, scan
-    patcher.undo()
+    with synthmed_home(tmp_path_factory.mktemp("reliability-home")) as folder:
+        register_tiny_brain(folder / "brain-source")
+        card_folder = write_tiny_model(folder / "scan-model")
+        scan = folder / "sub-01.nii.gz"
+        sitk.WriteImage(brain_source(), str(scan))
+        yield folder, card_folder, scan
 
 
 GENERATE = ["generate", "--model", "tiny-brain", "--age", "70", "--sex", "F", "--diagnosis", "CN",

@@ -196,7 +196,7 @@ class LiveSeries:
             self.nodes.table = tables.volumes_table(self.scene, rows, self.index_name, f"{self.title} volumes")
             self.nodes.chart, self.nodes.plot_series = tables.volumes_plot(
                 self.scene, self.nodes.table, self.index_name, f"{self.title} volumes plot")
-            # the plot series too, not left at the top of the Data module (issue 14, item 5)
+            # the plot series too: left at the top level they would clutter the Data module
             hierarchy.move_into(self.scene, self.nodes.folder,
                                 [self.nodes.table, self.nodes.chart, *self.nodes.plot_series])
             return
