@@ -81,7 +81,8 @@ def main(argv=None):
         stage_end = started + share * (deadline - started)
         probe = args.probe_steps
         run_stage(path, {**overrides, "steps": probe}, progress=False, export=False)
-        rate = seconds_per_step(config["run_dir"])
+        # A tiny probe can log the same (rounded) time on its first and last rows: never divide by 0.
+        rate = max(seconds_per_step(config["run_dir"]), 1e-3)
         # Keep some of the share (15 s, less for a short one) for the export and the next start.
         reserve = min(15.0, 0.2 * (stage_end - started))
         more = int((stage_end - time.time() - reserve) / rate)
