@@ -63,23 +63,27 @@ def find_pairs(folder: str | Path, image_suffix: str = "T1w") -> list[tuple[Path
 
 
 def load_pairs(paths, reference=None) -> tuple[list[Pair], object]:
-    """Read, resample onto ``reference`` (default: the first image's grid) and normalise."""
+    """Read (strictly: a truncated file or NaN voxels are refused), resample onto ``reference``
+    (default: the first image's grid) and normalise."""
     import SimpleITK as sitk
+
+    from SynthMedLib.spaces.intensity import fit_intensity
+    from SynthMedLib.storage.reading import read_image
 
     loaded = []
     for image_path, labels_path in paths:
-        image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
-        labels = sitk.ReadImage(str(labels_path))
+        image = sitk.Cast(read_image(str(image_path)), sitk.sitkFloat32)
+        labels = read_image(str(labels_path))
         if reference is None:
             reference = image
         image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
         labels = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         array = sitk.GetArrayFromImage(image)
-        low, high = np.percentile(array, [0.5, 99.5])
-        if not np.isfinite([low, high]).all() or high <= low:
-            raise InputError(f"{image_path} is constant or not finite")
-        array = np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
-        loaded.append(Pair(array, sitk.GetArrayFromImage(labels).astype(np.int64), Path(image_path).name))
+        # Percentiles of the whole field of view (not the head's foreground): synthetic and real
+        # scans of one grid are then scaled alike whatever their backgrounds.
+        mapping = fit_intensity(array, None, mask=np.ones(array.shape, bool))
+        loaded.append(Pair(mapping.to_model(array).astype(np.float32),
+                           sitk.GetArrayFromImage(labels).astype(np.int64), Path(image_path).name))
     return loaded, reference
 
 

@@ -14,6 +14,7 @@ the images match it. Nothing here carries a timestamp: the same request gives th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -104,8 +105,7 @@ def write_sample(out: Path, index: int, sample, card) -> None:
             files[paths[key].name] = file_digest(paths[key])
     entry.update(participant_id=participant_id(index), index=index, files=files)
     if sample.labels is not None:
-        voxel_ml = float(sitk.Image(sample.labels).GetSpacing()[0] * sample.labels.GetSpacing()[1]
-                         * sample.labels.GetSpacing()[2]) / 1000.0
+        voxel_ml = math.prod(sample.labels.GetSpacing()) / 1000.0
         entry["volumes_ml"] = label_volumes(sitk.GetArrayViewFromImage(sample.labels), card, voxel_ml)
     write_text(paths["sidecar"], json.dumps(entry, indent=2, sort_keys=True) + "\n")
 
