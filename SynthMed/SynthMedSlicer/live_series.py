@@ -21,14 +21,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import SimpleITK as sitk
 import vtk
 
 from SynthMedLib.errors import InputError
 from SynthMedLib.worker import protocol
 from SynthMedSlicer import hierarchy, results, series, tables
-from SynthMedSlicer.segmentations import segmentation_node_from_labels
-from SynthMedSlicer.volumes import volume_node_from_image
 
 ROLES = (("image", "images"), ("labels", "segmentations"), ("difference", "difference maps"))
 
@@ -109,7 +106,7 @@ class LiveSeries:
             value = float(entry["index"][self.index_name])
             if value in held.get(role, ()):
                 continue
-            self._add_item(role, value, self._node(entry, segments), entry)
+            self._add_item(role, value, results.node_from_entry(self.scene, entry, segments), entry)
             added.add(value)
         for row in partial.get("volumes", []):
             self.rows.setdefault(float(row[self.index_name]), row)
@@ -138,15 +135,6 @@ class LiveSeries:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # -- nodes ----------------------------------------------------------------------------------
-
-    def _node(self, entry, segments):
-        image = sitk.ReadImage(entry["path"])
-        if entry["role"] == "labels":
-            node = segmentation_node_from_labels(self.scene, image, segments, entry["name"])
-        else:
-            node = volume_node_from_image(self.scene, image, entry["name"])
-        hierarchy.mark_synthetic(node, entry.get("provenance", {}))
-        return node
 
     def _add_item(self, role, value, node, entry):
         sequence = self.sequences.get(role)

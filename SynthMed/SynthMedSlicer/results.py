@@ -100,20 +100,12 @@ def build_series(scene, result, name, input_node=None):
         made.append(sequence)
         return sequence
 
-    def volume(entry):
-        node = volume_node_from_image(scene, sitk.ReadImage(entry["path"]), entry["name"])
-        hierarchy.mark_synthetic(node, entry.get("provenance", {}))
-        return node
+    def node(entry):
+        return node_from_entry(scene, entry, result.get("segments", []))
 
-    def segmentation(entry):
-        node = segmentation_node_from_labels(scene, sitk.ReadImage(entry["path"]), result.get("segments", []),
-                                             entry["name"])
-        hierarchy.mark_synthetic(node, entry.get("provenance", {}))
-        return node
-
-    out.sequence = as_sequence("image", volume, "images")
-    out.label_sequence = as_sequence("labels", segmentation, "segmentations")
-    out.difference_sequence = as_sequence("difference", volume, "difference maps")
+    out.sequence = as_sequence("image", node, "images")
+    out.label_sequence = as_sequence("labels", node, "segmentations")
+    out.difference_sequence = as_sequence("difference", node, "difference maps")
     if made:
         out.browser, out.proxies = series.add_browser(scene, made, f"{name} browser")
         for proxy, sequence in zip(out.proxies, made):
@@ -126,6 +118,18 @@ def build_series(scene, result, name, input_node=None):
         out.chart, out.plot_series = tables.volumes_plot(scene, out.table, index_name, f"{name} volumes plot")
     hierarchy.move_into(scene, out.folder, [n for n in out.nodes if n is not None])
     return out
+
+
+def node_from_entry(scene, entry, segments):
+    """One series item of a result (an image, labels or difference entry) as a synthetic node:
+    a segmentation for labels, a volume otherwise."""
+    image = sitk.ReadImage(entry["path"])
+    if entry.get("role") == "labels":
+        node = segmentation_node_from_labels(scene, image, segments, entry["name"])
+    else:
+        node = volume_node_from_image(scene, image, entry["name"])
+    hierarchy.mark_synthetic(node, entry.get("provenance", {}))
+    return node
 
 
 def _remove_with_display(scene, node):
