@@ -21,8 +21,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import vtk
-
 from SynthMedLib.errors import InputError
 from SynthMedLib.worker import protocol
 from SynthMedSlicer import hierarchy, results, series, tables
@@ -189,10 +187,6 @@ class LiveSeries:
                                 [self.nodes.table, self.nodes.chart, *self.nodes.plot_series])
             return
         table = self.nodes.table.GetTable()
-        columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-        table.SetNumberOfRows(len(rows))
-        for r, row in enumerate(rows):
-            for c, column in enumerate(columns):
-                table.SetValue(r, c, vtk.vtkVariant(float(row.get(column, float("nan")))))
+        tables.fill_rows(table, rows)
         table.Modified()
         self.nodes.table.Modified()

@@ -15,14 +15,20 @@ def volumes_table(scene, rows, index_name, name):
         array = vtk.vtkDoubleArray()
         array.SetName(column)
         vtk_table.AddColumn(array)
-    vtk_table.SetNumberOfRows(len(rows))
-    for r, row in enumerate(rows):
-        for c, column in enumerate(columns):
-            vtk_table.SetValue(r, c, vtk.vtkVariant(float(row.get(column, float("nan")))))
+    fill_rows(vtk_table, rows)
     for column in columns:
         table.SetColumnUnitLabel(column, "years" if column == index_name else "mL")
     table.Modified()
     return table
+
+
+def fill_rows(vtk_table, rows):
+    """Put ``rows`` into the table's columns (a value a row lacks is NaN), replacing its rows."""
+    columns = [vtk_table.GetColumnName(c) for c in range(vtk_table.GetNumberOfColumns())]
+    vtk_table.SetNumberOfRows(len(rows))
+    for r, row in enumerate(rows):
+        for c, column in enumerate(columns):
+            vtk_table.SetValue(r, c, vtk.vtkVariant(float(row.get(column, float("nan")))))
 
 
 def volumes_plot(scene, table, index_name, name):
