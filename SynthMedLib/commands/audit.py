@@ -1,6 +1,5 @@
 """``synthmed audit``: is a synthetic dataset good and safe to share?"""
 
-from SynthMedLib.errors import InputError
 
 
 def register(subparsers):
@@ -29,14 +28,13 @@ def register(subparsers):
 def run(args):
     import torch
 
+    from SynthMedLib import arguments
     from SynthMedLib.evaluate.audit_run import audit
     from SynthMedLib.storage.run_folder import prepare_output_folder
 
-    for value, name in ((args.folds, "--folds"), (args.steps, "--steps"), (args.threads, "--threads")):
-        if value < 1:
-            raise InputError(f"{name} must be at least 1, not {value}")
-    if args.folds < 2:
-        raise InputError("--folds must be at least 2")
+    arguments.count(args.folds, "--folds", low=2)
+    arguments.count(args.steps, "--steps")
+    arguments.threads(args.threads)
     folder = prepare_output_folder(args.out, args.overwrite)
     torch.set_num_threads(args.threads)
     report = audit(args.dataset, args.reference, args.training, folds=args.folds, steps=args.steps,

@@ -36,6 +36,7 @@ def register(subparsers):
 def run(args):
     import torch
 
+    from SynthMedLib import arguments
     from SynthMedLib.cards import load_card
     from SynthMedLib.model import Model
     from SynthMedLib.pipelines.dataset import Ranks, init_distributed, make_dataset
@@ -44,9 +45,7 @@ def run(args):
     from SynthMedLib.sampling.progress import Progress
     from SynthMedLib.sampling.samplers import check_guidance
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1, not {args.threads}")
+    if arguments.threads(args.threads) is not None:
         torch.set_num_threads(args.threads)
     if args.distribution and args.n is None:
         raise InputError("--distribution needs --samples (the number of samples)")

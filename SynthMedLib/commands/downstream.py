@@ -28,18 +28,16 @@ def register(subparsers):
 
 
 def _counts(text, name):
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{name} must be comma-separated whole numbers, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise InputError(f"{name} must be whole numbers >= 1, not {text!r}")
-    return values
+    from SynthMedLib import arguments
+    from SynthMedLib.commands.scan_options import parse_numbers
+
+    return [arguments.count(value, name) for value in parse_numbers(str(text), name)]
 
 
 def run(args):
     import torch
 
+    from SynthMedLib import arguments
     from SynthMedLib.evaluate import downstream
     from SynthMedLib.evaluate.downstream_report import label_names, markdown
     from SynthMedLib.evaluate.study import dataset_provenance
@@ -48,9 +46,9 @@ def run(args):
 
     ks, channels = _counts(args.k, "--k"), tuple(_counts(args.channels, "--channels"))
     for value, name in ((args.m, "--m"), (args.seeds, "--seeds"), (args.steps, "--steps"),
-                        (args.batch_size, "--batch-size"), (args.threads, "--threads")):
-        if value < 1:
-            raise InputError(f"{name} must be at least 1, not {value}")
+                        (args.batch_size, "--batch-size")):
+        arguments.count(value, name)
+    arguments.threads(args.threads)
     folder = prepare_output_folder(args.out, args.overwrite)
     torch.set_num_threads(args.threads)
     test, reference = downstream.load_pairs(downstream.find_pairs(args.test, args.image_suffix))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SynthMedLib import arguments
 from SynthMedLib.errors import InputError
 from SynthMedLib.pipelines.latent_io import condition_vectors
 
@@ -46,12 +47,11 @@ def read_table(path: str | Path, card) -> list[dict]:
 
 
 def draw(spec: dict, n: int, seed: int, card) -> list[dict]:
-    if int(n) < 1:
-        raise InputError(f"a dataset needs at least one sample, not {n}")
+    n = arguments.count(n, "the number of samples")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), COVARIATE_STREAM]))
     if "match" in spec:
         source = read_table(spec["match"], card)
-        return [dict(source[i]) for i in rng.integers(len(source), size=int(n))]
+        return [dict(source[i]) for i in rng.integers(len(source), size=n)]
     variables = card_variables(card)
     unknown = sorted(set(spec) - set(variables))
     if unknown:
@@ -59,8 +59,8 @@ def draw(spec: dict, n: int, seed: int, card) -> list[dict]:
                          f"take (its conditions: {', '.join(variables)})")
     columns = {}
     for name, rule in spec.items():
-        columns[name] = _draw_one(name, rule, int(n), rng)
-    rows = [{name: columns[name][i] for name in columns} for i in range(int(n))]
+        columns[name] = _draw_one(name, rule, n, rng)
+    rows = [{name: columns[name][i] for name in columns} for i in range(n)]
     return check_rows(rows, card, where="the distribution")
 
 
