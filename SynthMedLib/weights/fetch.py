@@ -72,17 +72,12 @@ def verify_model(card, check_architecture=True):
 
 
 def _check_file(card, name, spec, path, check_architecture):
-    size = path.stat().st_size
-    if spec.get("size") and size != spec["size"]:
-        return {"status": "mismatch", "detail": f"{size} bytes, the card says {spec['size']}"}
-    sha = hashing.sha256(path)
-    result = {"sha256": sha}
-    for algorithm, expected in (("sha256", spec.get("sha256")), ("md5", spec.get("md5"))):
-        if expected:
-            actual = sha if algorithm == "sha256" else hashing.digest(path, "md5")
-            if actual != expected:
-                return {**result, "status": "mismatch",
-                        "detail": f"{algorithm} {actual}, the card says {expected}"}
+    wrong = hashing.mismatch(path, spec)
+    if wrong and wrong[0] == "size":
+        return {"status": "mismatch", "detail": f"{wrong[1]} bytes, the card says {wrong[2]}"}
+    result = {"sha256": hashing.sha256(path)}
+    if wrong:
+        return {**result, "status": "mismatch", "detail": f"{wrong[0]} {wrong[1]}, the card says {wrong[2]}"}
     if check_architecture:
         try:
             _check_architecture(card, name, path)

@@ -72,23 +72,33 @@ def _save_index(index):
         pass  # a read-only home only costs re-hashing next time
 
 
+def mismatch(path, spec):
+    """The first of the card entry ``spec``'s size, sha256 and md5 that ``path`` does not have, as
+    (what, found, expected), or None. Shared by loading, ``models verify`` and ``models add``."""
+    path = Path(path)
+    size = path.stat().st_size
+    if spec.get("size") and size != spec["size"]:
+        return "size", size, spec["size"]
+    for algorithm in ("sha256", "md5"):
+        expected = spec.get(algorithm)
+        if expected:
+            found = sha256(path) if algorithm == "sha256" else digest(path, "md5")
+            if found != expected.lower():
+                return algorithm, found, expected
+    return None
+
+
 def verify(path, spec, where):
     """Raise WeightsError unless ``path`` has the size and sha256 (or md5) its card entry
     ``spec`` states; returns the file's sha256. Hashed once per file version (see ``digest``)."""
     from SynthMedLib.errors import WeightsError
 
-    path = Path(path)
-    size = path.stat().st_size
-    if spec.get("size") and size != spec["size"]:
-        raise WeightsError(f"{where} has {size} bytes, the card says {spec['size']}: the file is "
+    wrong = mismatch(path, spec)
+    if wrong and wrong[0] == "size":
+        raise WeightsError(f"{where} has {wrong[1]} bytes, the card says {wrong[2]}: the file is "
                            "truncated or another version; fetch it again (synthmed models fetch)")
-    actual = sha256(path)
-    for algorithm, expected in (("sha256", spec.get("sha256")), ("md5", spec.get("md5"))):
-        if not expected:
-            continue
-        found = actual if algorithm == "sha256" else digest(path, "md5")
-        if found != expected.lower():
-            raise WeightsError(f"{where} is not the file the card describes: {algorithm} "
-                               f"{found}, the card says {expected}. It is corrupted or another "
-                               "version; fetch it again (synthmed models fetch) or fix the card")
-    return actual
+    if wrong:
+        raise WeightsError(f"{where} is not the file the card describes: {wrong[0]} "
+                           f"{wrong[1]}, the card says {wrong[2]}. It is corrupted or another "
+                           "version; fetch it again (synthmed models fetch) or fix the card")
+    return sha256(path)

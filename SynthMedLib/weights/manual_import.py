@@ -38,7 +38,7 @@ def import_weights(model, files, name=None, force=False):
         spec = card.weights[slot]
         _check_container(path, spec["file"])
         sha = hashing.sha256(path)
-        checked = ["architecture"] + _check_digests(card, slot, spec, path, sha)
+        checked = ["architecture"] + _check_digests(slot, spec, path)
         target = cache.download_target(card, slot)
         existing = cache.find_weights(card, slot)
         if existing is not None and existing.resolve() != path.resolve() and not force \
@@ -94,18 +94,12 @@ def _check_container(path, card_file):
                            f"card names it {card_file}: the card and the file disagree on the format")
 
 
-def _check_digests(card, slot, spec, path, sha):
-    checked = []
-    if spec.get("size"):
-        if path.stat().st_size != spec["size"]:
-            raise WeightsError(f"{path}: {path.stat().st_size} bytes, the card's '{slot}' has "
-                               f"{spec['size']}: another version of the file?")
-        checked.append("size")
-    for algorithm, expected in (("sha256", spec.get("sha256")), ("md5", spec.get("md5"))):
-        if expected:
-            actual = sha if algorithm == "sha256" else hashing.digest(path, "md5")
-            if actual != expected.lower():
-                raise WeightsError(f"{path}: {algorithm} {actual}, the card's '{slot}' says "
-                                   f"{expected}: another version of the file, or damaged")
-            checked.append(algorithm)
-    return checked
+def _check_digests(slot, spec, path):
+    wrong = hashing.mismatch(path, spec)
+    if wrong and wrong[0] == "size":
+        raise WeightsError(f"{path}: {wrong[1]} bytes, the card's '{slot}' has "
+                           f"{wrong[2]}: another version of the file?")
+    if wrong:
+        raise WeightsError(f"{path}: {wrong[0]} {wrong[1]}, the card's '{slot}' says "
+                           f"{wrong[2]}: another version of the file, or damaged")
+    return [what for what in ("size", "sha256", "md5") if spec.get(what)]
