@@ -124,10 +124,9 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     if gpu:  # one pass for every target's image (and label map) on the GPU
         warp = NativeWarp(mapping, device)
         present = [i for i, c in enumerate(changes) if c[0] is not None]
-        warped, _ = warp.warp(native_input, [changes[i][0] for i in present])
+        warped, native_labels = warp.warp(native_input, [changes[i][0] for i in present],
+                                          [c[3] for c in changes] if labels is not None else ())
         outputs = dict(zip(present, warped))
-        if labels is not None:
-            _, native_labels = warp.warp(native_input, (), [c[3] for c in changes])
     results = []
     for i, (field, output, residual, target_labels, sidecar) in zip(rows, changes):
         progress.check()
