@@ -107,7 +107,7 @@ def init_distributed(ranks: Ranks, device: str) -> None:
         return
     import torch.distributed as dist
 
-    if ranks.world > 1 and not dist.is_initialized():
+    if not dist.is_initialized():
         backend = "nccl" if str(device).startswith("cuda") else "gloo"
         dist.init_process_group(backend)
     if dist.get_world_size() != ranks.world:

@@ -75,9 +75,9 @@ def check_request(out: Path, request: dict) -> None:
     if not path.is_file():
         raise InputError(f"--out {out} is not empty and is not a synthmed dataset: choose a new folder")
     recorded = json.loads(path.read_text())
-    if recorded != json.loads(json.dumps(request)):
-        differ = sorted(k for k in set(recorded) | set(request) if recorded.get(k) != json.loads(json.dumps(
-            request.get(k))))
+    asked = json.loads(json.dumps(request))  # as it would be recorded (tuples become lists)
+    if recorded != asked:
+        differ = sorted(k for k in set(recorded) | set(asked) if recorded.get(k) != asked.get(k))
         raise InputError(f"--out {out} holds a dataset made with other settings ({', '.join(differ)}): "
                          "resume it with the same request, or choose a new folder")
 
