@@ -38,9 +38,7 @@ def previous_run_files(folder):
 def prepare_output_folder(out, overwrite=False, what="--out"):
     """A RunFolder for ``out``, or an InputError saying why it cannot be used, before any work."""
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{what} {out} is a file, not a folder; choose a folder for the outputs")
-    previous = []
+    previous = []  # a file at ``out`` is refused by check_writable_folder below
     if out.is_dir():
         entries = _visible(out)
         if entries and not overwrite:
