@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from SynthMedLib.errors import InputError
-from SynthMedLib.evaluate.metrics import denoised, mean_pairwise_ms_ssim
+from SynthMedLib.evaluate.metrics import MATCHED_NOISE_SIGMA_VOXELS, denoised, mean_pairwise_ms_ssim, rmse_matrix
 
 AGE_BIN_YEARS = 10
 # Mode collapse: a synthetic set whose images are this much more alike than the reference's (mean
@@ -23,7 +23,6 @@ DIVERSITY_MARGIN = 0.05
 # Memorisation: a sample closer to a training record than this percentile of the training set's
 # own nearest-neighbour distances is flagged (no real subject is that close to another).
 PRIVACY_PERCENTILE = 1.0
-MATCHED_NOISE_SIGMA = 1.0       # voxels: both sides smoothed alike (evaluate/metrics.denoised)
 MAX_CELL_IMAGES = 16            # MS-SSIM pairs grow quadratically
 
 
@@ -142,18 +141,16 @@ def memorisation(synthetic: Images, training: Images) -> dict:
     record, against the training records' distances to their nearest *other* record."""
     if len(training.arrays) < 3:
         raise InputError("the memorisation check needs at least 3 training images")
-    smooth_s, smooth_t = (denoised(i.arrays, MATCHED_NOISE_SIGMA) for i in (synthetic, training))
-    voxels = np.sqrt(np.prod(smooth_t.shape[1:]))
-    flat_s, flat_t = (torch.from_numpy(a.reshape(len(a), -1)) for a in (smooth_s, smooth_t))
-    to_training = torch.cdist(flat_s, flat_t) / voxels
-    nearest, which = to_training.min(1)
-    among = torch.cdist(flat_t, flat_t) / voxels
+    smooth_s, smooth_t = (denoised(i.arrays, MATCHED_NOISE_SIGMA_VOXELS) for i in (synthetic, training))
+    nearest, which = rmse_matrix(smooth_s, smooth_t).min(1)
+    among = rmse_matrix(smooth_t, smooth_t)
     among.fill_diagonal_(float("inf"))
     training_nn = among.min(1).values.numpy()
     threshold = float(np.percentile(training_nn, PRIVACY_PERCENTILE))
     flagged = [{"sample": synthetic.names[i], "nearest_training": training.names[int(which[i])],
                 "rmse": float(nearest[i])} for i in range(len(nearest)) if float(nearest[i]) < threshold]
-    return {"threshold_rmse": threshold, "percentile": PRIVACY_PERCENTILE, "matched_noise_sigma": MATCHED_NOISE_SIGMA,
+    return {"threshold_rmse": threshold, "percentile": PRIVACY_PERCENTILE,
+            "matched_noise_sigma": MATCHED_NOISE_SIGMA_VOXELS,
             "training_nn_rmse": {"min": float(training_nn.min()), "median": float(np.median(training_nn))},
             "synthetic_nn_rmse": {"min": float(nearest.min()), "median": float(nearest.median())},
             "flagged_fraction": len(flagged) / len(nearest), "flagged": flagged,

@@ -14,7 +14,6 @@ from SynthMedLib.evaluate.sampling import generate_arrays
 from SynthMedLib.model import Model
 
 SWEEP_AGES = (50, 60, 70, 80, 90)
-MATCHED_NOISE_SIGMA_VOXELS = 1.0
 TARGETS = {"psnr_db": 30.0, "spearman": 0.7, "realism": 0.9, "ms_ssim_margin": 0.05, "seconds": 10.0}
 
 
@@ -109,11 +108,11 @@ def evaluate(card, training_data, cache_dir, guidance=1.0, subjects=20, workers=
             training_data.images, subject_ids)}
     # The same check with the noise smoothed out of both sides (reported beside the target's raw
     # figure, not instead of it).
-    smooth_training = metrics.denoised(training_data.images, MATCHED_NOISE_SIGMA_VOXELS)
-    smooth_nearest = metrics.nearest_distances(metrics.denoised(samples, MATCHED_NOISE_SIGMA_VOXELS),
+    smooth_training = metrics.denoised(training_data.images, metrics.MATCHED_NOISE_SIGMA_VOXELS)
+    smooth_nearest = metrics.nearest_distances(metrics.denoised(samples, metrics.MATCHED_NOISE_SIGMA_VOXELS),
                                                smooth_training)
     result["memorisation"]["denoised"] = {
-        "sigma_voxels": MATCHED_NOISE_SIGMA_VOXELS,
+        "sigma_voxels": metrics.MATCHED_NOISE_SIGMA_VOXELS,
         "nearest_training_rmse_min": float(smooth_nearest.min()),
         "closest_two_training_subjects_rmse": metrics.closest_different_subjects(
             smooth_training, subject_ids)}

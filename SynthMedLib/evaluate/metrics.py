@@ -63,10 +63,18 @@ def _flat(images):
     return torch.from_numpy(np.array(images, np.float32).reshape(len(images), -1))
 
 
+def rmse_matrix(samples, training):
+    """RMSE between every sample and every training image, (N samples, M training) torch."""
+    return torch.cdist(_flat(samples), _flat(training)) / float(np.sqrt(np.prod(np.shape(samples)[1:])))
+
+
 def nearest_distances(samples, training):
     """RMSE from each sample to its nearest training image."""
-    return torch.cdist(_flat(samples), _flat(training)).min(1).values.numpy() / np.sqrt(
-        np.prod(np.shape(samples)[1:]))
+    return rmse_matrix(samples, training).min(1).values.numpy()
+
+
+# The memorisation checks at matched noise smooth both sides by this Gaussian (voxels).
+MATCHED_NOISE_SIGMA_VOXELS = 1.0
 
 
 def denoised(images, sigma_voxels):
