@@ -31,14 +31,17 @@ from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_columns
 
 # "batched": every target's field estimated at once (SimpleITK releases the GIL: one thread per
-# target), then one warp for all targets (native_warp.py, torch) where the model runs on a GPU;
-# on a CPU, SimpleITK's resampling, measured faster there than torch's grid_sample
-# (bench/interactive_latency.py). "per-target": the original path, one target after the other,
-# kept for the side-by-side benchmark and as the reference of Testing/test_native_warp.py.
+# target), then one warp for all targets (native_warp.py, torch: ~4x faster than SimpleITK's
+# resampling per target on one CPU thread, bench/results/native_warp_cpu.md). "per-target": the
+# original path, one target after the other through SimpleITK, kept for the side-by-side
+# benchmark and as the reference of Testing/test_native_warp.py.
 ENGINES = ("batched", "per-target")
 DEFAULT_ENGINE = "batched"
-# Devices whose warp runs through torch (the rest: SimpleITK, faster on a CPU).
-TORCH_WARP_DEVICE_TYPES = ("cuda",)
+# Devices whose warp runs through torch (the rest: SimpleITK's Resample per target).
+TORCH_WARP_DEVICE_TYPES = ("cuda", "cpu")
+# Devices whose label maps go back through torch too; on a CPU SimpleITK's nearest-neighbour
+# resampling (NativeMapping.labels_to_native) is the faster one (~0.04 s at 1 mm).
+TORCH_LABEL_DEVICE_TYPES = ("cuda",)
 
 
 def reference_volumes(labels, card, mapping):
@@ -120,18 +123,20 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
     with ThreadPoolExecutor(workers) as pool:
         changes = list(pool.map(model_space_change, rows))
     progress.check()
-    gpu = torch.device(device or "cpu").type in TORCH_WARP_DEVICE_TYPES
-    if gpu:  # one pass for every target's image (and label map) on the GPU
+    device_type = torch.device(device or "cpu").type
+    batched = device_type in TORCH_WARP_DEVICE_TYPES
+    if batched:  # one pass for every target's image (and, on a GPU, label map)
         warp = NativeWarp(mapping, device)
         present = [i for i, c in enumerate(changes) if c[0] is not None]
+        torch_labels = labels is not None and device_type in TORCH_LABEL_DEVICE_TYPES
         warped, native_labels = warp.warp(native_input, [changes[i][0] for i in present],
-                                          [c[3] for c in changes] if labels is not None else ())
+                                          [c[3] for c in changes] if torch_labels else ())
         outputs = dict(zip(present, warped))
     results = []
     for i, (field, output, residual, target_labels, sidecar) in zip(rows, changes):
         progress.check()
-        if output is None:  # on a CPU each target is warped and handed on as soon as it is ready
-            output = outputs[i - 1] if gpu else warp_native(native_input, mapping, field)
+        if output is None:  # without the torch warp each target is warped and handed on in turn
+            output = outputs[i - 1] if batched else warp_native(native_input, mapping, field)
         if residual is not None:
             output = sitk.Add(output, residual_to_native(mapping, residual))
         results.append(finish(i, output, target_labels, sidecar))

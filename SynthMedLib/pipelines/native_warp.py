@@ -1,42 +1,66 @@
 """Model-space displacement fields and label maps -> the input's own grid, for every target in one
-pass (torch ``grid_sample``; on the GPU when the model is there).
+pass (torch; on the GPU when the model is there, on the CPU otherwise).
 
 A native point p moved by a model-space field u lands at T(T^-1(p) + u(T^-1(p))), T the
-registration's affine (model -> native). With A its matrix that is p + A u(T^-1(p)): one
-trilinear sample of the small field at the fixed points T^-1(p), one linear map, one sample of
-the input. SimpleITK's Resample through a CompositeTransform (identity.warp_native) evaluates the
-affine, its inverse and the field per voxel per target, single-threaded in practice on a shared
-CPU: about a second per target on a 1 mm scan, versus a fraction here, and it cannot batch targets
-or use a GPU. SimpleITK stays the reference: this module reproduces its conventions (linear
-interpolation of the field with nearest-edge extrapolation outside the model grid, a voxel outside
-the input's buffer [-0.5, size - 0.5) takes the background value, nearest neighbour for labels)
-and Testing/test_native_warp.py checks the two agree.
+registration's affine (model -> native). With A its matrix that is p + A u(T^-1(p)): a native
+voxel samples the input at its own index plus a small offset, smooth because u is (demons fields
+are Gaussian-smoothed on the 3 mm model grid). SimpleITK's Resample through a CompositeTransform
+(identity.warp_native) stays the reference, and this module reproduces its conventions: linear
+interpolation of the field, clamped to the edge voxel within half a voxel of the model grid and
+zero beyond (ITK's DisplacementFieldTransform: such a voxel keeps the input's value); linear
+interpolation of the input, a point outside its buffer [-0.5, size - 0.5) takes the background
+(the input's minimum); nearest neighbour for labels. Testing/test_native_warp.py checks the two
+agree.
 
-The native grid is walked in slabs of z so that a 0.5 mm scan with several targets stays within a
-few hundred MB.
+Why not one grid_sample of the field and one of the input per voxel (the first version): torch's
+3-D grid_sample is not vectorised on a CPU (~30 ns a point, slower than SimpleITK), its 2-D one
+is (~5 ns). So, per target (bench/results/native_warp_cpu.md has the measurements):
+- the offsets are evaluated exactly only on a coarse native sub-grid (every COARSE_STEP_MM,
+  the box's last voxel included) and interpolated linearly in between (the error is second order
+  in the field's curvature: a few thousandths of a voxel, measured there);
+- the input is sampled with 2-D bilinear grid_sample on a view of its planes two at a time (two
+  channels: plane k and k + 1), blended in z: trilinear interpolation, vectorised;
+- only the box of native voxels whose model point lies where some target's offset reaches
+  NEGLIGIBLE_VOXELS (dilated by the field's interpolation support, inside the model grid) is
+  computed; every other voxel keeps the input's value exactly.
 """
+
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from SynthMedLib.pipelines.native_edges import Edges, half
+
 # SimpleITK is imported where images come in and go out: the array core runs without it (the
 # lent GPU machine has torch but no SimpleITK: bench/native_warp_gpu.py checks the core there).
 
-# Sample points per slab (all targets together): ~100 MB of float32 coordinates.
+# Label sample points per slab (all label maps together): ~100 MB of float32 coordinates.
 SLAB_POINTS = 1 << 23
+# Spacing of the sub-grid on which the offsets are evaluated exactly (mm, native voxels: at least
+# 1): bench/native_warp_cpu.py's accuracy/time curve.
+COARSE_STEP_MM = 4.0
+# An offset below this (native voxels, every target) counts as no movement.
+NEGLIGIBLE_VOXELS = 1e-3
+
+
+_half = half
+
+
+def _index_from_normalised(size):
+    """4x4: torch-normalised coordinates (x, y, z in [-1, 1], align_corners=True) -> indices."""
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = np.diag(_half(size)), _half(size)
+    return out
 
 
 def _index_to_physical(size, spacing, origin, direction):
     """4x4: torch-normalised grid coordinates (x, y, z in [-1, 1], align_corners=True) -> LPS mm."""
-    to_index = np.eye(4)
-    for d in range(3):
-        half = max(size[d] - 1, 1) / 2.0
-        to_index[d, d], to_index[d, 3] = half, half
     to_physical = np.eye(4)
     to_physical[:3, :3] = np.reshape(direction, (3, 3)) * np.asarray(spacing)
     to_physical[:3, 3] = origin
-    return to_physical @ to_index
+    return to_physical @ _index_from_normalised(size)
 
 
 def _affine(transform):
@@ -53,6 +77,44 @@ def _native_grid(mapping):
     return tuple(int(s) for s in size), spacing, origin, direction
 
 
+def _interpolation_matrix(positions, length):
+    """(length, len(positions)) float64: linear interpolation from samples at the increasing
+    ``positions`` (the first 0, the last length - 1) to every index 0 .. length - 1."""
+    index = np.arange(length, dtype=float)
+    matrix = np.zeros((length, len(positions)))
+    if len(positions) == 1:
+        matrix[:, 0] = 1.0
+        return matrix
+    right = np.clip(np.searchsorted(positions, index, side="right"), 1, len(positions) - 1)
+    weight = (index - positions[right - 1]) / (positions[right] - positions[right - 1])
+    matrix[np.arange(length), right - 1] = 1.0 - weight
+    matrix[np.arange(length), right] = weight
+    return matrix
+
+
+def _coarse_positions(length, step):
+    """Sub-grid indices 0, step, 2 step, ..., and always the last index."""
+    return np.unique(np.append(np.arange(0, length, step), length - 1)).astype(float)
+
+
+def _key(region):
+    return tuple(np.concatenate(region).tolist())
+
+
+def _outside_box(image, targets, box):
+    """(targets, z, y, x): the input's values outside ``box``, the box left to be filled."""
+    (x0, y0, z0), (x1, y1, z1) = box
+    out = torch.empty((targets, *image.shape), dtype=image.dtype, device=image.device)
+    out[:, :z0], out[:, z1 + 1:] = image[:z0], image[z1 + 1:]
+    inner = (slice(None), slice(z0, z1 + 1))
+    out[(*inner, slice(None, y0))] = image[z0:z1 + 1, :y0]
+    out[(*inner, slice(y1 + 1, None))] = image[z0:z1 + 1, y1 + 1:]
+    inner = (*inner, slice(y0, y1 + 1))
+    out[(*inner, slice(None, x0))] = image[z0:z1 + 1, y0:y1 + 1, :x0]
+    out[(*inner, slice(x1 + 1, None))] = image[z0:z1 + 1, y0:y1 + 1, x1 + 1:]
+    return out
+
+
 class NativeWarp:
     """The fixed part of the way back for one scan: where each native voxel sits in model space."""
 
@@ -65,47 +127,24 @@ class NativeWarp:
         # native normalised -> model normalised coordinates; a physical displacement in model
         # space -> native normalised offset (p + A u)
         self._setup(np.linalg.inv(model) @ np.linalg.inv(affine) @ native,
-                    np.linalg.inv(native)[:3, :3] @ affine[:3, :3], _native_grid(mapping)[0], device)
+                    np.linalg.inv(native)[:3, :3] @ affine[:3, :3], _native_grid(mapping)[0], device,
+                    min(mapping.native_grid[1]))
         self.mapping = mapping
 
     @classmethod
-    def from_matrices(cls, native_to_model, displacement_to_offset, size, device="cpu"):
-        """The array core alone (no SimpleITK): the two matrices ``__init__`` derives, and the
-        native grid's size (x, y, z)."""
+    def from_matrices(cls, native_to_model, displacement_to_offset, size, device="cpu", spacing=1.0):
+        """The array core alone (no SimpleITK): the two matrices ``__init__`` derives, the native
+        grid's size (x, y, z) and its spacing (mm, for COARSE_STEP_MM)."""
         warp = cls.__new__(cls)
         warp._setup(np.asarray(native_to_model, float), np.asarray(displacement_to_offset, float),
-                    size, device)
+                    size, device, spacing)
         warp.mapping = None
         return warp
 
-    def _setup(self, native_to_model, displacement_to_offset, size, device):
+    def _setup(self, native_to_model, displacement_to_offset, size, device, spacing):
         self.native_to_model, self.displacement_to_offset = native_to_model, displacement_to_offset
         self.size, self.device = tuple(int(n) for n in size), torch.device(device)
-
-    def _slabs(self, per_point):
-        x, y, z = self.size
-        depth = max(2, min(z, SLAB_POINTS // max(1, per_point * x * y)))
-        starts = list(range(0, z, depth))
-        if len(starts) > 1 and z - starts[-1] == 1:  # no one-plane slab (affine_grid's odd case)
-            starts.pop()
-        yield from zip(starts, starts[1:] + [z])
-
-    def _coordinates(self, start, stop):
-        """(1, stop - start, y, x, 3) native normalised coordinates of a z slab, and the same
-        points in model space (torch's affine_grid: the slab's own [-1, 1] mapped into the
-        whole grid's)."""
-        x, y, z = self.size
-        depth, half = stop - start, max(z - 1, 1) / 2.0
-        slab = np.eye(4)   # slab-normalised z -> whole-grid normalised z
-        slab[2, 2] = (depth - 1) / 2.0 / half
-        slab[2, 3] = (start + (depth - 1) / 2.0) / half - 1.0
-        shape = (1, 1, depth, y, x)
-
-        def grid(matrix):
-            theta = torch.as_tensor(matrix[:3], dtype=torch.float32, device=self.device)[None]
-            return F.affine_grid(theta, shape, align_corners=True)
-
-        return grid(slab), grid(self.native_to_model @ slab)
+        self.coarse_step = max(1, int(round(COARSE_STEP_MM / float(spacing))))
 
     def warp(self, native_input, fields=(), labels=()):
         """(images, label maps) on the native grid: ``native_input`` (SimpleITK) moved by each
@@ -120,47 +159,206 @@ class NativeWarp:
     def warp_arrays(self, array, fields=(), labels=()):
         """The array core of ``warp``: ``array`` (z, y, x), fields (z, y, x, 3) in mm, labels
         (z, y, x) on the model grid -> (float32 images, uint8 label maps), each (targets, z, y, x)."""
-        fields, labels = list(fields), list(labels)
-        background = float(np.min(array))
-        x, y, z = self.size
-        image = torch.as_tensor(np.array(array, dtype=np.float32), device=self.device)[None, None]
-        offsets = self._offsets(fields)
-        label_stack = (torch.as_tensor(np.stack(labels).astype(np.float32), device=self.device)[None]
-                       if labels else None)
-        images = np.empty((len(fields), z, y, x), np.float32)
-        label_out = np.empty((len(labels), z, y, x), np.uint8)
-        size = torch.tensor([x, y, z], dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            for start, stop in self._slabs(1 + 2 * len(fields)):
-                native, model = self._coordinates(start, stop)
-                if label_stack is not None:
-                    sampled = F.grid_sample(label_stack, model, mode="nearest", padding_mode="zeros",
-                                            align_corners=True)
-                    label_out[:, start:stop] = sampled[0].round().to(torch.uint8).cpu().numpy()
-                if offsets is None:
-                    continue
-                moved = F.grid_sample(offsets, model, mode="bilinear", padding_mode="border",
-                                      align_corners=True)[0]       # (3 * targets, z, y, x)
-                moved = moved.reshape(len(fields), 3, *moved.shape[1:]).permute(0, 2, 3, 4, 1)
-                points = native + moved                            # (targets, z, y, x, 3)
-                values = F.grid_sample(image, points.reshape(1, -1, *points.shape[2:]),
-                                       mode="bilinear", padding_mode="border", align_corners=True)
-                values = values.reshape(points.shape[:-1])
-                index = (points + 1.0) * 0.5 * (size - 1)
-                outside = ((index < -0.5) | (index >= size - 0.5)).any(dim=-1)
-                values = values.masked_fill(outside, background)
-                images[:, start:stop] = values.cpu().numpy()
-        return images, label_out
+            return self.warp_images(array, list(fields)), self.warp_labels(list(labels))
 
-    def _offsets(self, fields):
-        """(1, 3 * targets, z, y, x) model-grid fields ((z, y, x, 3) mm arrays) as native
-        normalised offsets."""
+    # -- images -------------------------------------------------------------------------------
+
+    def warp_images(self, array, fields):
+        """(targets, z, y, x) float32: ``array`` moved by each field (see the module docstring)."""
+        x, y, z = self.size
+        image = torch.as_tensor(np.array(array, dtype=np.float32), device=self.device)
         if not fields:
+            return np.empty((0, z, y, x), np.float32)
+        model_size = fields[0].shape[2::-1]
+        to_model = _index_from_normalised(model_size) @ self.native_to_model @ np.linalg.inv(
+            _index_from_normalised(self.size))                        # native index -> model index
+        # model-grid displacements (mm) as native index offsets, (targets, 3 (x, y, z), mz, my, mx)
+        to_offset = np.diag(_half(self.size)) @ self.displacement_to_offset
+        offsets = torch.as_tensor(np.stack(fields).astype(np.float64) @ to_offset.T,
+                                  device=self.device).permute(0, 4, 1, 2, 3)
+        regions = [self._moving_region(offsets[t], model_size) for t in range(len(fields))]
+        boxes = [self._box(to_model, *region) for region in regions if region is not None]
+        boxes = [b for b in boxes if b is not None]
+        box = (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)) if boxes else None
+        if box is None:
+            return image.expand(len(fields), z, y, x).cpu().numpy().copy()
+        out = _outside_box(image, len(fields), box)
+        coarse = self._coarse(offsets, to_model, box, model_size)
+        self._fill(out, image, coarse, offsets, to_model, box, regions, model_size)
+        return out.cpu().numpy()
+
+    def _moving_region(self, offsets, model_size):
+        """(low, high) model indices (x, y, z) of the box where a target's ``offsets`` (3, mz, my,
+        mx) move a voxel by NEGLIGIBLE_VOXELS or more, widened by the field's linear-interpolation
+        support (one voxel) and cut to where ITK interpolates the field at all ([-0.5, size -
+        0.5)); None: nowhere. Outside it the target keeps the input's values, bit for bit."""
+        moving = offsets.norm(dim=0) >= NEGLIGIBLE_VOXELS                 # (mz, my, mx)
+        if not bool(moving.any()):
             return None
-        arrays = np.stack(fields).astype(np.float64)
-        offsets = arrays @ self.displacement_to_offset.T          # (targets, z, y, x, 3)
-        offsets = np.moveaxis(offsets, -1, 1).reshape(-1, *arrays.shape[1:4])
-        return torch.as_tensor(offsets.astype(np.float32), device=self.device)[None]
+        low, high = [], []
+        for axis, dim in enumerate((2, 1, 0)):   # x, y, z
+            present = moving.any(dim=tuple(d for d in range(3) if d != dim)).nonzero()[:, 0]
+            low.append(max(float(present[0]) - 1.0, -0.5))
+            high.append(min(float(present[-1]) + 1.0, model_size[axis] - 0.5))
+        return np.array(low), np.array(high)
+
+    def _box(self, to_model, low, high):
+        """Per axis (x, y, z) the first and last native index whose point can fall in the region;
+        None when none does."""
+        corners = np.array([[c[0], c[1], c[2], 1.0] for c in np.stack(np.meshgrid(
+            *zip(low, high), indexing="ij"), -1).reshape(-1, 3)])
+        native = (np.linalg.inv(to_model) @ corners.T)[:3]
+        first = np.maximum(np.floor(native.min(axis=1)), 0).astype(int)
+        last = np.minimum(np.ceil(native.max(axis=1)), np.array(self.size) - 1).astype(int)
+        if (first > last).any():
+            return None
+        # widened to the sub-grid's points (multiples of the step, and the grid's last index): a
+        # voxel's offsets then come from the same points whatever the other targets' fields
+        step = self.coarse_step
+        return first // step * step, np.minimum(-(-last // step) * step, np.array(self.size) - 1)
+
+    def _coarse(self, offsets, to_model, box, model_size):
+        """The exact offsets on the sub-grid of the box, per target: a dict of
+        positions (per axis, in box indices) and values (targets, 3 (x, y, z), cz, cy, cx)."""
+        first, last = box
+        positions = [_coarse_positions(int(b - a) + 1, self.coarse_step) for a, b in zip(first, last)]
+        native = np.stack(np.meshgrid(*[p + a for p, a in zip(positions[::-1], first[::-1])],
+                                      indexing="ij")[::-1], -1)      # (cz, cy, cx, 3 (x, y, z))
+        model = native @ to_model[:3, :3].T + to_model[:3, 3]
+        grid = torch.as_tensor(model / _half(model_size) - 1.0, device=self.device)[None]
+        values = F.grid_sample(offsets.reshape(1, -1, *offsets.shape[2:]), grid, mode="bilinear",
+                               padding_mode="border", align_corners=True)[0]
+        values = values.reshape(offsets.shape[0], 3, *grid.shape[1:4])
+        absolute = values + torch.as_tensor(np.moveaxis(native, -1, 0), device=self.device)
+        return {"positions": positions, "offsets": values, "absolute": absolute}
+
+    def _fill(self, out, image, coarse, offsets, to_model, box, regions, model_size):
+        """Write the moved box of every target into ``out`` (targets, z, y, x)."""
+        x, y, z = self.size
+        (x0, y0, z0), (x1, y1, z1) = box
+        absolute, dz = coarse["absolute"], coarse["offsets"][:, 2]
+        floor_low, floor_high = math.floor(float(dz.min())), math.floor(float(dz.max()))
+        # The input seen two planes at a time: planes and rows padded by replication (linear
+        # interpolation's edge clamping), then for output plane n a view of the padded planes
+        # from n + pad + floor_low on, channel 1 the same one plane further.
+        pad = max(1, -floor_low, floor_high + 1)
+        padded = F.pad(image[None, None], (0, 0, 1, 1, pad, pad), mode="replicate")[0, 0]
+        rows = y + 2
+        height = (floor_high - floor_low + 1) * rows
+        row_half = max(height - 1, 1) / 2.0
+        plane_step = rows / row_half       # a plane further down the 2-D grid's rows
+        # per coarse point: the 2-D grid (x, row without the plane term), the z offset
+        coarse_values = torch.stack([absolute[:, 0] / _half(self.size)[0] - 1.0,
+                                     (absolute[:, 1] + 1.0 - floor_low * rows) / row_half - 1.0,
+                                     dz], dim=-1).to(torch.float32)   # (targets, cz, cy, cx, 3)
+        wy = torch.as_tensor(_interpolation_matrix(coarse["positions"][1], y1 - y0 + 1),
+                             dtype=torch.float32, device=self.device)
+        wx = torch.as_tensor(_interpolation_matrix(coarse["positions"][0], x1 - x0 + 1),
+                             dtype=torch.float32, device=self.device)
+
+        def plane(j):   # coarse plane j on the box's (y, x) grid: (targets, by, bx, 3)
+            return torch.einsum("yc,tcdk,xd->tyxk", wy, coarse_values[:, j], wx)
+
+        edges = Edges(self, coarse, offsets, to_model, model_size, box, float(image.min()))
+        pz = coarse["positions"][2].astype(int) + z0
+        # intervals between coarse planes (j, k): planes start .. stop - 1, the last one closed
+        intervals = [(0, 0, pz[0], pz[0] + 1)] if len(pz) == 1 else [
+            (j, j + 1, pz[j], pz[j + 1] + (j == len(pz) - 2)) for j in range(len(pz) - 1)]
+        below = plane(0)
+        for j, k, start, stop in intervals:
+            above = plane(k) if k != j else below
+            weight = torch.as_tensor((np.arange(start, stop) - pz[j]) / max(pz[k] - pz[j], 1),
+                                     dtype=torch.float32, device=self.device)[None, :, None, None, None]
+            grid = torch.lerp(below[:, None, ..., :2], above[:, None, ..., :2], weight)
+            dz_full = torch.lerp(below[:, None, ..., 2], above[:, None, ..., 2], weight[..., 0])
+            floor = torch.floor(dz_full)                          # (targets, d, by, bx)
+            fraction = dz_full - floor
+            grid[..., 1].add_(floor, alpha=plane_step)            # (targets, d, by, bx, 2)
+            keeps = {}   # per moving region: which voxels of the slab it holds (None: all)
+            for region in regions:
+                if region is not None and _key(region) not in keeps:
+                    keeps[_key(region)] = self._region_mask(to_model, region, start, stop, box)
+            source = image[start:stop, y0:y1 + 1, x0:x1 + 1]
+            view = padded.as_strided((stop - start, 2, height, x), (rows * x, rows * x, x, 1),
+                                     (start + pad + floor_low) * rows * x)
+            outside = edges.masks(start, grid, dz_full, floor, (row_half, floor_low, rows, plane_step))
+            for t, region in enumerate(regions):
+                target = out[t, start:stop, y0:y1 + 1, x0:x1 + 1]
+                if region is None:     # this field moves nothing
+                    target.copy_(source)
+                    continue
+                keep = keeps[_key(region)]
+                sampled = F.grid_sample(view, grid[t], mode="bilinear", padding_mode="border",
+                                        align_corners=True)
+                moved = torch.lerp(sampled[:, 0], sampled[:, 1], fraction[t],
+                                   out=target if keep is None else None)
+                for part, mask in outside:
+                    moved[part].masked_fill_(mask[t], edges.background)
+                if keep is not None:
+                    torch.where(keep, moved, source, out=target)
+            below = above
+        return out
+
+    def _region_mask(self, to_model, region, start, stop, box):
+        """(planes, by, bx) bool: the slab's voxels whose model point lies in the moving region
+        (the rest keep the input's value); None when all do. Per row, the model point is linear
+        in x: the region is an interval of x."""
+        (x0, y0, _), (x1, y1, _) = box
+        low, high = region
+        zs, ys = np.meshgrid(np.arange(start, stop), np.arange(y0, y1 + 1), indexing="ij")
+        base = to_model[:3, 1, None, None] * ys + to_model[:3, 2, None, None] * zs + to_model[:3, 3, None, None]
+        first = np.full(zs.shape, -np.inf)
+        last = np.full(zs.shape, np.inf)
+        for axis in range(3):
+            slope = to_model[axis, 0]
+            if abs(slope) < 1e-12:
+                inside = (base[axis] >= low[axis]) & (base[axis] < high[axis])
+                first[~inside], last[~inside] = np.inf, -np.inf
+                continue
+            a, b = (low[axis] - base[axis]) / slope, (high[axis] - base[axis]) / slope
+            first, last = np.maximum(first, np.minimum(a, b)), np.minimum(last, np.maximum(a, b))
+        first, last = np.ceil(first), np.floor(last)
+        if (first <= x0).all() and (last >= x1).all():
+            return None
+        xs = torch.arange(x0, x1 + 1, device=self.device, dtype=torch.float64)
+        first = torch.as_tensor(first, device=self.device)[..., None]
+        last = torch.as_tensor(last, device=self.device)[..., None]
+        return (xs >= first) & (xs <= last)
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def _slabs(self, per_point):
+        x, y, z = self.size
+        depth = max(2, min(z, SLAB_POINTS // max(1, per_point * x * y)))
+        starts = list(range(0, z, depth))
+        if len(starts) > 1 and z - starts[-1] == 1:  # no one-plane slab (affine_grid's odd case)
+            starts.pop()
+        yield from zip(starts, starts[1:] + [z])
+
+    def _model_points(self, start, stop):
+        """(1, stop - start, y, x, 3) model-space normalised coordinates of a z slab's voxels
+        (torch's affine_grid: the slab's own [-1, 1] mapped into the whole grid's)."""
+        x, y, z = self.size
+        depth, half = stop - start, max(z - 1, 1) / 2.0
+        slab = np.eye(4)   # slab-normalised z -> whole-grid normalised z
+        slab[2, 2] = (depth - 1) / 2.0 / half
+        slab[2, 3] = (start + (depth - 1) / 2.0) / half - 1.0
+        theta = torch.as_tensor((self.native_to_model @ slab)[:3], dtype=torch.float32, device=self.device)
+        return F.affine_grid(theta[None], (1, 1, depth, y, x), align_corners=True)
+
+    def warp_labels(self, labels):
+        """(label maps, z, y, x) uint8: model-space label arrays on the native grid (nearest)."""
+        x, y, z = self.size
+        label_out = np.empty((len(labels), z, y, x), np.uint8)
+        if not labels:
+            return label_out
+        stack = torch.as_tensor(np.stack(labels).astype(np.float32), device=self.device)[None]
+        for start, stop in self._slabs(1):
+            sampled = F.grid_sample(stack, self._model_points(start, stop), mode="nearest",
+                                    padding_mode="zeros", align_corners=True)
+            label_out[:, start:stop] = sampled[0].round().to(torch.uint8).cpu().numpy()
+        return label_out
 
     def _image(self, array):
         import SimpleITK as sitk
@@ -171,3 +369,4 @@ class NativeWarp:
         image.SetOrigin(origin)
         image.SetDirection(direction)
         return image
+
