@@ -13,14 +13,14 @@ is the reconstruction's moved with the image, so image, labels and volumes stay 
 ``outside_change`` (0..1) is how much of the model's change away from that structure is kept.
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import SimpleITK as sitk
 import torch
 
+from SynthMedLib.pipelines import warm_start
 from SynthMedLib.pipelines.identity import (
     change_field,
+    estimate_displacements,
+    field_smoothings,
     residual_to_native,
     scaled_change_field,
     transfer_change,
@@ -30,18 +30,16 @@ from SynthMedLib.pipelines.latent_io import array_to_image
 from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_columns
 
-# "batched": every target's field estimated at once (SimpleITK releases the GIL: one thread per
-# target), then one warp for all targets (native_warp.py, torch: ~4x faster than SimpleITK's
-# resampling per target on one CPU thread, bench/results/native_warp_cpu.md). "per-target": the
-# original path, one target after the other through SimpleITK, kept for the side-by-side
-# benchmark and as the reference of Testing/test_native_warp.py.
+# "batched": every target's fields in torch (demons.py; the model's device), each started from its
+# nearest known neighbour's (warm_start.py), then warped back in torch (native_warp.py: ~4x faster
+# than SimpleITK's resampling per target on one CPU thread, bench/results/native_warp_cpu.md) and
+# handed on one by one as they are ready. "per-target": the original path (SimpleITK's demons and
+# warp per target, from zero), kept for the side-by-side benchmark (bench/interactive_latency.py)
+# and as the reference of the tests.
 ENGINES = ("batched", "per-target")
 DEFAULT_ENGINE = "batched"
 # Devices whose warp runs through torch (the rest: SimpleITK's Resample per target).
 TORCH_WARP_DEVICE_TYPES = ("cuda", "cpu")
-# Devices whose label maps go back through torch too; on a CPU SimpleITK's nearest-neighbour
-# resampling (NativeMapping.labels_to_native) is the faster one (~0.04 s at 1 mm).
-TORCH_LABEL_DEVICE_TYPES = ("cuda",)
 
 
 def reference_volumes(labels, card, mapping):
@@ -51,11 +49,14 @@ def reference_volumes(labels, card, mapping):
 
 def back_to_native(image, mapping, space, card, images, labels, targets, names, identity_method, progress,
                    expected=None, scaled_by="ventricles_ml", outside_change=1.0, on_result=None,
-                   device=None, engine=None):
+                   device=None, engine=None, source=None, known_fields=None):
     """(one TargetResult per target, the reconstruction's volumes) on ``image``'s grid.
 
     ``on_result(index, result)`` is called as soon as each target is complete (the worker streams
-    it to the Slicer panel); ``device``: where the batched warp runs (the model's device)."""
+    it to the Slicer panel); ``device``: where the fields are estimated and the batched warp runs
+    (the model's device). ``source``: the reconstruction's conditions; ``known_fields``: a dict
+    kept between requests on one scan's reconstruction (``InversionCache.fields``): each target's
+    fields start from the nearest known target's (warm_start.py) and are added to it."""
     engine = engine or DEFAULT_ENGINE
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -68,17 +69,37 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
               and label_id is not None)
     reference_labels = (array_to_image(labels[0], grid, sitk.sitkUInt8) if labels is not None
                         else None)
+    known = {} if known_fields is None else known_fields
+    if source is not None:
+        known[warm_start.SOURCE_KEY] = dict(source)
+
+    def is_scaled(i):
+        return scaled and expected[i - 1] is not None
+
+    def estimated_fields(i, target_image):
+        """The target's model-space fields (torch demons), started from the nearest known
+        target's when there is one nearer than the source (warm_start.py)."""
+        smoothings = field_smoothings(is_scaled(i), outside=outside_change)
+        start = warm_start.nearest(known, targets[i - 1], smoothings)
+        fields, voxels = estimate_displacements(reconstruction, [target_image], smoothings,
+                                                initial=start, device=device,
+                                                cancelled=progress.cancelled)
+        progress.check()
+        warm_start.remember(known, targets[i - 1], smoothings, voxels)
+        return fields[0]
 
     def model_space_change(i):
         """(model-space field or None, native output or None, model-space residual or None,
         model-space labels or None, sidecar) of target i (1-based row of ``images``)."""
         progress.check()
         target_image = array_to_image(images[i], grid)
-        if scaled and expected[i - 1] is not None:
+        deformation = identity_method.startswith("deformation")
+        fields = (estimated_fields(i, target_image) if engine == "batched" and deformation else None)
+        if is_scaled(i):
             field, moved, scale, reached = scaled_change_field(
                 reconstruction, target_image, reference_labels, label_id,
                 expected[i - 1][scaled_by] / voxel_ml, outside=outside_change,
-                side_by_side=engine != "per-target")
+                side_by_side=engine != "per-target", fields=fields)
             sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),
                                             "reached": reached}}
             if not reached:
@@ -90,54 +111,36 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
                     "course predicts"]
             return field, None, None, sitk.GetArrayFromImage(moved), sidecar
         target_labels = None if labels is None else labels[i]
-        if engine == "per-target" or not identity_method.startswith("deformation"):
+        if engine == "per-target" or not deformation:
             output, _ = transfer_change(image, mapping, reconstruction, target_image, identity_method)
             return None, output, None, target_labels, {}
-        field, residual = change_field(reconstruction, target_image, identity_method)
+        field, residual = change_field(reconstruction, target_image, identity_method,
+                                       displacement=fields[0])
         return field, None, residual, target_labels, {}
 
     def finish(i, output, target_labels, sidecar):
         target, name = targets[i - 1], names[i - 1]
         result = TargetResult(name, target, output, difference=sitk.Subtract(output, native_input))
         if target_labels is not None:
-            result.labels = native_labels[i - 1] if native_labels else mapping.labels_to_native(
-                array_to_image(target_labels, grid, sitk.sitkUInt8))
+            result.labels = mapping.labels_to_native(array_to_image(target_labels, grid, sitk.sitkUInt8))
             result.volumes = label_volumes(target_labels, card, voxel_ml)
         result.sidecar = {"target_conditions": target, "name": name, **sidecar}
         if on_result is not None:
             on_result(i - 1, result)
         return result
 
-    rows = range(1, len(targets) + 1)
-    native_labels = None
-    if engine == "per-target":
-        results = []
-        for i in rows:
-            field, output, _, target_labels, sidecar = model_space_change(i)
-            if field is not None:
-                output = warp_native(native_input, mapping, field)
-            results.append(finish(i, output, target_labels, sidecar))
-        return results, reference_volumes(labels, card, mapping)
-
-    workers = max(1, min(len(targets), os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        changes = list(pool.map(model_space_change, rows))
-    progress.check()
-    device_type = torch.device(device or "cpu").type
-    batched = device_type in TORCH_WARP_DEVICE_TYPES
-    if batched:  # one pass for every target's image (and, on a GPU, label map)
-        warp = NativeWarp(mapping, device)
-        present = [i for i, c in enumerate(changes) if c[0] is not None]
-        torch_labels = labels is not None and device_type in TORCH_LABEL_DEVICE_TYPES
-        warped, native_labels = warp.warp(native_input, [changes[i][0] for i in present],
-                                          [c[3] for c in changes] if torch_labels else ())
-        outputs = dict(zip(present, warped))
-    results = []
-    for i, (field, output, residual, target_labels, sidecar) in zip(rows, changes):
-        progress.check()
-        if output is None:  # without the torch warp each target is warped and handed on in turn
-            output = outputs[i - 1] if batched else warp_native(native_input, mapping, field)
+    torch_warp = engine == "batched" and torch.device(device or "cpu").type in TORCH_WARP_DEVICE_TYPES
+    warp = NativeWarp(mapping, device) if torch_warp else None
+    results = {}
+    # "batched": targets nearest to a known one first, so that each starts from a neighbour
+    order = (range(1, len(targets) + 1) if engine == "per-target"
+             else [i + 1 for i in warm_start.order(known, targets)])
+    for i in order:
+        field, output, residual, target_labels, sidecar = model_space_change(i)
+        if field is not None:
+            output = (warp.warp(native_input, [field])[0][0] if warp is not None
+                      else warp_native(native_input, mapping, field))
         if residual is not None:
             output = sitk.Add(output, residual_to_native(mapping, residual))
-        results.append(finish(i, output, target_labels, sidecar))
-    return results, reference_volumes(labels, card, mapping)
+        results[i] = finish(i, output, target_labels, sidecar)
+    return [results[i] for i in sorted(results)], reference_volumes(labels, card, mapping)

@@ -156,10 +156,12 @@ def counterfactual(model: Model, image, source, targets, steps=None, identity_me
         if on_result is not None:
             on_result(index, result, record)
 
+    # the fields of earlier targets on this reconstruction: a new age starts from its neighbour's
+    known_fields = None if cache is None else cache.fields(reconstruction_key)
     results, reference = back_to_native(image, mapping, space, card, images, labels, targets, names,
                                         identity_method, progress, expected=expected,
                                         outside_change=outside_change, on_result=handed_on,
-                                        device=model.device)
+                                        device=model.device, source=source, known_fields=known_fields)
     timer.lap("native")
     warnings = notes + mapping.warnings + [w for r in results for w in r.sidecar.get("warnings", [])]
     record["warnings"] = warnings

@@ -40,6 +40,7 @@ class InversionCache:
         self.max_items = max_items
         self._memory = OrderedDict()
         self._registrations = {}
+        self._fields = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -83,6 +84,16 @@ class InversionCache:
             while len(self._registrations) > self.max_items:
                 self._registrations.pop(next(iter(self._registrations)))
         return self._registrations[key]
+
+    def fields(self, key):
+        """A dict kept in memory per ``key`` (a reconstruction's): the change fields of the
+        targets computed on it, for the next target to start from (warm_start.py)."""
+        if key not in self._fields:
+            self._fields[key] = {}
+        self._fields.move_to_end(key)
+        while len(self._fields) > self.max_items:
+            self._fields.popitem(last=False)
+        return self._fields[key]
 
     def _remember(self, key, tensor):
         self._memory[key] = tensor

@@ -146,7 +146,7 @@ def progression(model: Model, baseline, covariates, years, draws=None, steps=Non
 
     results, _ = back_to_native(baseline, mapping, space, card, images, labels, followups, names,
                                 identity_method, progress, expected=scale_to, on_result=handed_on,
-                                device=model.device)
+                                device=model.device, source=source)
     timer.lap("native")
     warnings = notes + mapping.warnings + [w for r in results for w in r.sidecar.get("warnings", [])]
     record["warnings"] = warnings
