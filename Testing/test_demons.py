@@ -62,7 +62,7 @@ def test_torch_demons_lands_where_simpleitk_does():
         moved_by_theirs = sitk.GetArrayFromImage(identity.warp_model_image(_sitk(reference), field))
         error, their_error = (np.abs(m - target)[brain].mean() for m in (moved, moved_by_theirs))
         assert error < 0.7 * np.abs(reference - target)[brain].mean(), error
-        assert error < 1.1 * their_error, (sigma, error, their_error)
+        assert error < 1.3 * their_error, (sigma, error, their_error)
 
 
 def test_a_warm_start_lands_where_a_cold_start_does_in_a_third_of_the_iterations():
