@@ -58,9 +58,13 @@ def separate_brain(image: sitk.Image, mode: str = "auto", digest: str | None = N
     """A HeadScan for ``image``; ``mode``: auto (extract unless the scan is skull-stripped), on,
     off. The mask is remembered per scan by ``cache`` (the age slider asks again and again)."""
     # The generic refusals (not 3D, a label map, NaNs, ...) come before the network sees anything;
-    # the model-space checks run again on the brain (spaces/mapping.py).
-    check_image(image)
+    # the model-space checks run again on the brain (spaces/mapping.py). A scan that passed once
+    # is not checked again for every new age (0.2 s at 1 mm).
+    if cache is None or not isinstance(image, sitk.Image):
+        check_image(image)
     digest = digest or scan_digest(image)
+    if cache is not None:
+        cache.registration((digest, "checked"), lambda: check_image(image) is not None)
 
     def compute():
         # The decision is remembered with the mask: measuring the foreground of a 1 mm head
