@@ -11,8 +11,9 @@ cancel in the difference.
 Choice: a smooth **displacement field**.
 - Aging and disease progression in brain MRI are mostly geometric: ventricles and sulci widen,
   grey matter thins. A displacement field estimated between reconstruction and counterfactual
-  (SimpleITK's diffeomorphic demons, in model space) moves the input's own voxels, at the input's
-  resolution, so every native detail survives and edges stay sharp; it is smooth and invertible,
+  (demons in model space: demons.py in torch for every target; SimpleITK's diffeomorphic demons,
+  ``estimate_displacement``, is its tested reference and the "per-target" engine's) moves the
+  input's own voxels, at the input's resolution, so every native detail survives and edges stay sharp; it is smooth and invertible,
   and composing it with the registration's affine carries it onto the native grid exactly.
 - Adding the intensity difference instead would paint a 3 mm blur of the new ventricle boundary
   over a sharp old one (a double edge). It is still offered (``identity_method="intensity"``), as is the
