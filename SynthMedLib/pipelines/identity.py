@@ -13,8 +13,9 @@ Choice: a smooth **displacement field**.
   grey matter thins. A displacement field estimated between reconstruction and counterfactual
   (demons in model space: demons.py in torch for every target; SimpleITK's diffeomorphic demons,
   ``estimate_displacement``, is its tested reference and the "per-target" engine's) moves the
-  input's own voxels, at the input's resolution, so every native detail survives and edges stay sharp; it is smooth and invertible,
-  and composing it with the registration's affine carries it onto the native grid exactly.
+  input's own voxels, at the input's resolution, so every native detail survives and edges stay
+  sharp; it is smooth and invertible, and composing it with the registration's affine carries it
+  onto the native grid exactly.
 - Adding the intensity difference instead would paint a 3 mm blur of the new ventricle boundary
   over a sharp old one (a double edge). It is still offered (``identity_method="intensity"``), as is the
   raw decoded image on the native grid (``identity_method="none"``).
