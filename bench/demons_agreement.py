@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
-from interactive_latency import SOURCE, test_scan  # noqa: E402
 
+from interactive_latency import SOURCE, test_scan  # noqa: E402
 from SynthMedLib.model import Model  # noqa: E402
 from SynthMedLib.pipelines import back_to_native, demons, identity  # noqa: E402
 from SynthMedLib.pipelines.counterfactual import counterfactual  # noqa: E402
