@@ -16,8 +16,10 @@ Why not one grid_sample of the field and one of the input per voxel (the first v
 3-D grid_sample is not vectorised on a CPU (~30 ns a point, slower than SimpleITK), its 2-D one
 is (~5 ns). So, per target (bench/results/native_warp_cpu.md has the measurements):
 - the offsets are evaluated exactly only on a coarse native sub-grid (every COARSE_STEP_MM,
-  the box's last voxel included) and interpolated linearly in between (the error is second order
-  in the field's curvature: a few thousandths of a voxel, measured there);
+  the box's last voxel included) and interpolated linearly in between (the error comes from the
+  field's curvature and from the kinks of its linear interpolation at every model voxel: at most
+  ~0.02 voxel on demons fields at 1 mm, measured there; where it could decide whether a point
+  falls outside the input, the exact offset decides: native_edges.py);
 - the input is sampled with 2-D bilinear grid_sample on a view of its planes two at a time (two
   channels: plane k and k + 1), blended in z: trilinear interpolation, vectorised;
 - only the box of native voxels whose model point lies where some target's offset reaches
@@ -38,6 +40,9 @@ from SynthMedLib.pipelines.native_edges import Edges, half
 
 # Label sample points per slab (all label maps together): ~100 MB of float32 coordinates.
 SLAB_POINTS = 1 << 23
+# Image sample points per slab (all targets together): ~10 MB of coordinates, as fast as larger
+# slabs on one CPU thread (measured 2^17 .. 2^21).
+IMAGE_SLAB_POINTS = 1 << 19
 # Spacing of the sub-grid on which the offsets are evaluated exactly (mm, native voxels: at least
 # 1): bench/native_warp_cpu.py's accuracy/time curve.
 COARSE_STEP_MM = 4.0
@@ -95,6 +100,18 @@ def _interpolation_matrix(positions, length):
 def _coarse_positions(length, step):
     """Sub-grid indices 0, step, 2 step, ..., and always the last index."""
     return np.unique(np.append(np.arange(0, length, step), length - 1)).astype(float)
+
+
+def _groups(intervals, planes):
+    """Consecutive intervals gathered into slabs of about ``planes`` planes (at least one)."""
+    group = []
+    for interval in intervals:
+        if group and interval[3] - group[0][2] > planes:
+            yield group
+            group = []
+        group.append(interval)
+    if group:
+        yield group
 
 
 def _key(region):
@@ -265,20 +282,34 @@ class NativeWarp:
         # intervals between coarse planes (j, k): planes start .. stop - 1, the last one closed
         intervals = [(0, 0, pz[0], pz[0] + 1)] if len(pz) == 1 else [
             (j, j + 1, pz[j], pz[j + 1] + (j == len(pz) - 2)) for j in range(len(pz) - 1)]
-        below = plane(0)
-        for j, k, start, stop in intervals:
-            above = plane(k) if k != j else below
-            weight = torch.as_tensor((np.arange(start, stop) - pz[j]) / max(pz[k] - pz[j], 1),
-                                     dtype=torch.float32, device=self.device)[None, :, None, None, None]
-            grid = torch.lerp(below[:, None, ..., :2], above[:, None, ..., :2], weight)
-            dz_full = torch.lerp(below[:, None, ..., 2], above[:, None, ..., 2], weight[..., 0])
+        planes = {}
+
+        def coarse_plane(j):   # computed once, kept while the next slab may need it
+            if j not in planes:
+                planes[j] = plane(j)
+            return planes[j]
+
+        rows_of = {_key(r): self._row_intervals(to_model, r, box) for r in regions if r is not None}
+        per_plane = len(regions) * (y1 - y0 + 1) * (x1 - x0 + 1)
+        for group in _groups(intervals, max(1, IMAGE_SLAB_POINTS // per_plane)):
+            start, stop = group[0][2], group[-1][3]
+            grid = torch.empty((len(regions), stop - start, y1 - y0 + 1, x1 - x0 + 1, 2), device=self.device)
+            dz_full = torch.empty(grid.shape[:-1], device=self.device)
+            for j, k, a, b in group:   # linear in z between the coarse planes j and k
+                below, above = coarse_plane(j), coarse_plane(k)
+                weight = torch.as_tensor((np.arange(a, b) - pz[j]) / max(pz[k] - pz[j], 1), dtype=torch.float32,
+                                         device=self.device)[None, :, None, None, None]
+                torch.lerp(below[:, None, ..., :2], above[:, None, ..., :2], weight, out=grid[:, a - start:b - start])
+                torch.lerp(below[:, None, ..., 2], above[:, None, ..., 2], weight[..., 0],
+                           out=dz_full[:, a - start:b - start])
+            for j in [j for j in planes if j < group[-1][1]]:
+                del planes[j]
             floor = torch.floor(dz_full)                          # (targets, d, by, bx)
             fraction = dz_full - floor
             grid[..., 1].add_(floor, alpha=plane_step)            # (targets, d, by, bx, 2)
-            keeps = {}   # per moving region: which voxels of the slab it holds (None: all)
-            for region in regions:
-                if region is not None and _key(region) not in keeps:
-                    keeps[_key(region)] = self._region_mask(to_model, region, start, stop, box)
+            # per moving region: which voxels of the slab it holds (None: all)
+            keeps = {key: self._region_mask(first, last, start - z0, stop - z0, box)
+                     for key, (first, last) in rows_of.items()}
             source = image[start:stop, y0:y1 + 1, x0:x1 + 1]
             view = padded.as_strided((stop - start, 2, height, x), (rows * x, rows * x, x, 1),
                                      (start + pad + floor_low) * rows * x)
@@ -297,16 +328,14 @@ class NativeWarp:
                     moved[part].masked_fill_(mask[t], edges.background)
                 if keep is not None:
                     torch.where(keep, moved, source, out=target)
-            below = above
         return out
 
-    def _region_mask(self, to_model, region, start, stop, box):
-        """(planes, by, bx) bool: the slab's voxels whose model point lies in the moving region
-        (the rest keep the input's value); None when all do. Per row, the model point is linear
-        in x: the region is an interval of x."""
-        (x0, y0, _), (x1, y1, _) = box
+    def _row_intervals(self, to_model, region, box):
+        """Per row (z, y) of the box, the first and last x whose model point lies in ``region``:
+        the model point is linear in x along a row, so the region is an interval of x."""
+        (x0, y0, z0), (x1, y1, z1) = box
         low, high = region
-        zs, ys = np.meshgrid(np.arange(start, stop), np.arange(y0, y1 + 1), indexing="ij")
+        zs, ys = np.meshgrid(np.arange(z0, z1 + 1), np.arange(y0, y1 + 1), indexing="ij")
         base = to_model[:3, 1, None, None] * ys + to_model[:3, 2, None, None] * zs + to_model[:3, 3, None, None]
         first = np.full(zs.shape, -np.inf)
         last = np.full(zs.shape, np.inf)
@@ -318,7 +347,13 @@ class NativeWarp:
                 continue
             a, b = (low[axis] - base[axis]) / slope, (high[axis] - base[axis]) / slope
             first, last = np.maximum(first, np.minimum(a, b)), np.minimum(last, np.maximum(a, b))
-        first, last = np.ceil(first), np.floor(last)
+        return np.ceil(first), np.floor(last)
+
+    def _region_mask(self, first, last, start, stop, box):
+        """(planes, by, bx) bool: the voxels of the box's planes start .. stop - 1 whose model
+        point lies in the moving region (the rest keep the input's value); None when all do."""
+        (x0, _, _), (x1, _, _) = box
+        first, last = first[start:stop], last[start:stop]
         if (first <= x0).all() and (last >= x1).all():
             return None
         xs = torch.arange(x0, x1 + 1, device=self.device, dtype=torch.float64)
