@@ -156,3 +156,17 @@ def test_the_course_sized_change_can_be_confined_to_the_structure():
     assert changes[1.0].max() > 500.0  # the model's far change is there to be removed
     means = [changes[outside].mean() for outside in (0.0, 0.5, 1.0)]
     assert means[0] < 0.1 * means[1] and means[1] < means[2], means
+
+
+def test_counting_in_a_box_around_the_structure_counts_what_the_whole_grid_does():
+    from SynthMedLib.pipelines.identity import _MovedVolume, estimate_displacement
+
+    reference, target, labels = _tiny_change()
+    wide, near = (estimate_displacement(reference, target, s) for s in (4.0, 1.0))
+    weight = structure_weight(labels, 1)
+    boxed = _MovedVolume(labels, wide, weight, 1, near, outside=0.5)
+    whole = _MovedVolume(labels, wide, weight, 1, near, outside=0.5, whole_grid=True)
+    counts = [(boxed(s), whole(s)) for s in (0.0, 0.7, 1.0, 2.5, 4.0, 8.0)]
+    assert all(a == b for a, b in counts), counts
+    assert counts[-1][0] > counts[0][0]                    # the structure does grow
+    assert boxed._region(1.0)[2].stop - boxed._region(1.0)[2].start < 32  # and the box is smaller

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 ITERATIONS = 60                 # from zero: as identity.DEMONS_ITERATIONS
-WARM_ITERATIONS = 20            # from a neighbouring target's fields
+WARM_ITERATIONS = 10            # from a neighbouring target's fields
 MAX_STEP_VOXELS = 0.5
 UPDATE_SMOOTHING_VOXELS = 1.0
 

@@ -35,6 +35,7 @@ change stands away from that structure (1: all of it; 0: the change is confined 
 neighbourhood, the rest of the input is left as it is).
 """
 
+import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -212,25 +213,45 @@ class _MovedVolume:
     """``count(scale)``: the voxels of ``label_id`` in ``labels`` moved by the change scaled by
     ``scale`` (``locally_scaled_field``), with the velocity's two parts converted once and the
     labels moved in torch too: a count costs one integration, not three format conversions and a
-    SimpleITK resampling through a displacement-field transform."""
+    SimpleITK resampling through a displacement-field transform.
 
-    def __init__(self, labels, displacement, weight, label_id, near=None, outside=1.0, squarings=6):
+    Only a box around the structure is integrated: a voxel that ends inside the structure starts,
+    and travels, within the velocity's largest size of it, so the box grown by that (and the
+    interpolation's reach) counts exactly what the whole grid would (Testing/test_counterfactual_
+    identity.py compares the two) in about a third of the grid at the demo model's scales."""
+
+    def __init__(self, labels, displacement, weight, label_id, near=None, outside=1.0, squarings=6,
+                 whole_grid=False):
         w = torch.from_numpy(sitk.GetArrayFromImage(weight).astype(np.float32))[None, None]
         near = displacement if near is None else near
         self.near = w * _voxel_field(near, sitk.GetArrayViewFromImage(near)).float()
         self.base = ((float(outside) * (1.0 - w)) * _voxel_field(
             displacement, sitk.GetArrayViewFromImage(displacement)).float() if outside
             else torch.zeros_like(self.near))
-        self.structure = torch.from_numpy(
-            (sitk.GetArrayViewFromImage(labels) == label_id).astype(np.float32))[None, None]
+        inside = sitk.GetArrayViewFromImage(labels) == label_id
+        self.structure = torch.from_numpy(inside.astype(np.float32))[None, None]
+        where = np.argwhere(inside)
+        self.box = None if whole_grid or not len(where) else (where.min(0), where.max(0) + 1)
+        self.sizes = [float(part.norm(dim=1).max()) for part in (self.base, self.near)]
         with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
             warnings.filterwarnings("ignore", message=".*native grid_sample")
             self.integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
             self.move = Warp(mode="nearest", padding_mode="zeros")
 
+    def _region(self, scale):
+        if self.box is None:
+            return (slice(None),) * 5
+        reach = int(math.ceil(self.sizes[0] + abs(float(scale)) * self.sizes[1])) + 2
+        low, high = self.box
+        return (slice(None), slice(None)) + tuple(
+            slice(max(0, int(a) - reach), min(n, int(b) + reach))
+            for a, b, n in zip(low, high, self.structure.shape[2:]))
+
     @torch.no_grad()
     def __call__(self, scale):
-        moved = self.move(self.structure, self.integrate(self.base + float(scale) * self.near))
+        region = self._region(scale)
+        velocity = self.base[region] + float(scale) * self.near[region]
+        moved = self.move(self.structure[region], self.integrate(velocity))
         return int((moved > 0.5).sum())
 
 
