@@ -232,7 +232,8 @@ class _MovedVolume:
         self.structure = torch.from_numpy(inside.astype(np.float32))[None, None]
         where = np.argwhere(inside)
         self.box = None if whole_grid or not len(where) else (where.min(0), where.max(0) + 1)
-        self.sizes = [float(part.norm(dim=1).max()) for part in (self.base, self.near)]
+        # the largest displacement of each part, in voxels (torch.norm over dim 1 is ~100x slower)
+        self.sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (self.base, self.near)]
         with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
             warnings.filterwarnings("ignore", message=".*native grid_sample")
             self.integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")

@@ -210,7 +210,8 @@ class NativeWarp:
         mx) move a voxel by NEGLIGIBLE_VOXELS or more, widened by the field's linear-interpolation
         support (one voxel) and cut to where ITK interpolates the field at all ([-0.5, size -
         0.5)); None: nowhere. Outside it the target keeps the input's values, bit for bit."""
-        moving = offsets.norm(dim=0) >= NEGLIGIBLE_VOXELS                 # (mz, my, mx)
+        # squared: torch.norm over the first dim is ~100x slower on a CPU
+        moving = offsets.square().sum(0) >= NEGLIGIBLE_VOXELS ** 2          # (mz, my, mx)
         if not bool(moving.any()):
             return None
         low, high = [], []
