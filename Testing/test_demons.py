@@ -65,7 +65,7 @@ def test_torch_demons_lands_where_simpleitk_does():
         assert error < 1.3 * their_error, (sigma, error, their_error)
 
 
-def test_a_warm_start_lands_where_a_cold_start_does_in_a_third_of_the_iterations():
+def test_a_warm_start_lands_near_a_cold_start_in_a_sixth_of_the_iterations():
     torch.set_num_threads(1)
     reference, target = _pair()
     brain = reference > 0.1
@@ -77,7 +77,7 @@ def test_a_warm_start_lands_where_a_cold_start_does_in_a_third_of_the_iterations
     short = demons.demons(reference_t, target_t, [4.0, 1.0], demons.WARM_ITERATIONS)
     def gap(a):
         return np.linalg.norm((a - cold).numpy(), axis=2)[:, 0][:, brain].mean()
-    assert gap(warm) < 0.02, gap(warm)
+    assert gap(warm) < 0.05, gap(warm)                             # voxels, on average
     assert gap(warm) < 0.5 * gap(short), (gap(warm), gap(short))  # the start is what helps
 
 

@@ -1,8 +1,9 @@
 """Which target's fields a new target's demons start from.
 
 The age slider asks for ages next to ones already computed on the same scan, and a request for
-several ages holds neighbours too. Demons started from a neighbour's fields need a third of the
-iterations (demons.WARM_ITERATIONS) to land where they land from zero (bench/results/demons.md).
+several ages holds neighbours too. Demons started from a neighbour's fields need a sixth of the
+iterations (demons.WARM_ITERATIONS) to land within about 0.2 mm on average of where they land
+from zero (bench/results/demons.md).
 The source itself is a known neighbour with a zero field: a target starts from another target
 only when that one is nearer to it than the source, and otherwise from zero with the full
 iterations.
