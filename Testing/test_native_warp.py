@@ -1,6 +1,6 @@
 """The batched way back to the native grid (native_warp.py, torch) against the SimpleITK path it
-replaces (identity.warp_native, NativeMapping.labels_to_native), and the batched engine of
-back_to_native against the original per-target one.
+replaces (identity.warp_native, NativeMapping.labels_to_native), and the "torch" engine of
+back_to_native against the original "simpleitk" one.
 
 Tolerance (stated in the README and bench/results/native_warp_cpu.md): the torch path evaluates
 the offsets exactly on a coarse native sub-grid and interpolates them linearly in between, so a
@@ -163,11 +163,14 @@ def test_label_slabs_give_the_same_maps_as_one_pass(case, monkeypatch):
 
 
 @pytest.mark.parametrize("torch_warp", [False, True], ids=["simpleitk-warp", "torch-warp"])
-def test_the_batched_engine_gives_the_per_target_results(monkeypatch, torch_warp):
-    """back_to_native's batched engine (fields side by side, then the warps; with ``torch_warp``
-    the one-pass torch warp, the default; without, SimpleITK's warp per target) against the
-    original one-target-after-the-other path, through the counterfactual pipeline with a volume
-    course (the scaled change). Label maps go back through SimpleITK on a CPU either way."""
+def test_the_torch_engine_gives_the_simpleitk_results(monkeypatch, torch_warp):
+    """back_to_native's "torch" engine (torch demons from the nearest neighbour, then the torch
+    warp, the default; without ``torch_warp``, SimpleITK's warp) against the original path
+    (SimpleITK's demons and warp, one target after the other), through the counterfactual
+    pipeline with a volume course (the scaled change), and the results streamed in order. The
+    tiny model's change is small, so the two demons agree here to float noise; their fields on
+    a real change are compared in test_demons.py, the demo model's outputs in
+    bench/results/demons.md. Label maps go back through SimpleITK on a CPU either way."""
     from pipeline_fixtures import tiny_model
     from spaces_fixtures import GRIDS
     from SynthMedLib.pipelines import back_to_native
@@ -181,19 +184,19 @@ def test_the_batched_engine_gives_the_per_target_results(monkeypatch, torch_warp
     model, cache = tiny_model(), InversionCache()
     course = VolumeCourse({"CN": {"ventricles_ml": 0.05}}, name="test-course")
     runs, streamed = {}, []
-    for engine in ("per-target", "batched"):
+    for engine in ("simpleitk", "torch"):
         monkeypatch.setattr(back_to_native, "DEFAULT_ENGINE", engine)
         runs[engine] = counterfactual(model, scan, {"age": 65, "sex": "F", "diagnosis": "CN"},
                                       [{"age": 75}, {"age": 80, "diagnosis": "AD"}], cache=cache,
                                       volume_course=course,
                                       on_result=lambda i, r, p, engine=engine: streamed.append((engine, i, r.name)))
     value_range = float(np.ptp(sitk.GetArrayViewFromImage(scan)))
-    for old, new in zip(runs["per-target"].results, runs["batched"].results):
+    for old, new in zip(runs["simpleitk"].results, runs["torch"].results):
         difference = np.abs(sitk.GetArrayFromImage(new.image) - sitk.GetArrayFromImage(old.image))
         if torch_warp:
             assert difference.mean() < 1e-4 * value_range
-        else:  # the same SimpleITK calls: equal up to float noise
+        else:  # the same SimpleITK warp: equal up to float noise
             assert difference.max() < 1e-3 * value_range
         assert (sitk.GetArrayFromImage(new.labels) == sitk.GetArrayFromImage(old.labels)).all()
         assert new.sidecar == old.sidecar and new.volumes == old.volumes
-    assert [s[1:] for s in streamed if s[0] == "batched"] == [(0, "age-75"), (1, "age-80")]
+    assert [s[1:] for s in streamed if s[0] == "torch"] == [(0, "age-75"), (1, "age-80")]

@@ -8,7 +8,7 @@ old engine against new, on a 1 mm scan.
    demo-brain counterfactuals at 70..90 y from 66 y; for each target and both smoothings (4 and 1
    voxels), the torch field from zero and from the previous target's (warm start,
    demons.WARM_ITERATIONS) against SimpleITK's, in mm over the brain; seconds side by side.
-2. Outputs: the same request through back_to_native's "per-target" engine (the old path) and
+2. Outputs: the same request through back_to_native's "simpleitk" engine (the old path) and
    the default one: the images on the 1 mm grid (difference over the brain, in % of the scan's
    intensity range, beside the size of the change itself), label maps, volumes, change scales.
 
@@ -94,18 +94,18 @@ def identity_image(array, spacing):
 
 def outputs(model, scan):
     series = {}
-    for engine in ("per-target", "batched"):
+    for engine in ("simpleitk", "torch"):
         back_to_native.DEFAULT_ENGINE = engine
         start = time.perf_counter()
         series[engine] = counterfactual(model, scan, SOURCE, [{"age": a} for a in AGES],
                                         cache=InversionCache())
         series[engine].wall = time.perf_counter() - start
-    back_to_native.DEFAULT_ENGINE = "batched"
+    back_to_native.DEFAULT_ENGINE = "torch"
     scan_array = sitk.GetArrayFromImage(scan).astype(np.float32)
     span = float(scan_array.max() - scan_array.min())
     brain = scan_array > 0.05 * scan_array.max()
     rows = []
-    for old, new in zip(series["per-target"].results, series["batched"].results):
+    for old, new in zip(series["simpleitk"].results, series["torch"].results):
         a, b = sitk.GetArrayFromImage(old.image), sitk.GetArrayFromImage(new.image)
         gap, change = np.abs(a - b)[brain], np.abs(a - scan_array)[brain]
         rows.append({
@@ -119,7 +119,7 @@ def outputs(model, scan):
             "scale_new": new.sidecar["change_scaled_to"]["scale"]})
     walls = {engine: round(s.wall, 2) for engine, s in series.items()}
     native = {engine: round(s.timings["native"], 2) for engine, s in series.items()}
-    return rows, walls, native, series["batched"].model_space["images"]
+    return rows, walls, native, series["torch"].model_space["images"]
 
 
 def markdown(field_rows, output_rows, walls, native, threads):
@@ -139,10 +139,10 @@ def markdown(field_rows, output_rows, walls, native, threads):
                      f"{r['simpleitk_max_mm']:.2f} | {r['cold_vs_simpleitk_mean_mm']:.3f} / "
                      f"{r['cold_vs_simpleitk_p99_mm']:.2f} | {warm[0]} | {warm[1]} | "
                      f"{r['seconds_simpleitk_both']:.2f} / {r['seconds_torch_cold_both']:.2f} / {warm[2]} |")
-    lines += ["", "**Outputs on the 1 mm grid**, old path (\"per-target\": SimpleITK demons, bisection, "
+    lines += ["", "**Outputs on the 1 mm grid**, old path (\"simpleitk\" engine: SimpleITK demons, bisection, "
               "SimpleITK warp) against the default, one request for the five ages each "
-              f"(wall {walls['per-target']:.1f} s vs {walls['batched']:.1f} s; the way back "
-              f"{native['per-target']:.1f} s vs {native['batched']:.1f} s):", "",
+              f"(wall {walls['simpleitk']:.1f} s vs {walls['torch']:.1f} s; the way back "
+              f"{native['simpleitk']:.1f} s vs {native['torch']:.1f} s):", "",
               "| target | change itself, mean % of range | old vs new: mean % | p99 % | label voxels equal "
               "| volume differences (mL) | change scale old / new |", "|---|---|---|---|---|---|---|"]
     for r in output_rows:

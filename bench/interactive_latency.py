@@ -2,7 +2,7 @@
 native grid, side by side in one run (the machine's load is shared by both and recorded).
 
 Paths:
-- before: the original code path, still selectable: back_to_native's "per-target" engine (one
+- before: the original code path, still selectable: back_to_native's "simpleitk" engine (one
   target after the other: SimpleITK's demons for each field, SimpleITK's warp, label map) and the
   reconstruction regenerated with every request;
 - after: the default: the fields in torch (demons.py), each target started from its nearest
@@ -50,8 +50,8 @@ from SynthMedLib.pipelines.counterfactual import counterfactual  # noqa: E402
 from SynthMedLib.pipelines.inversion_cache import InversionCache  # noqa: E402
 
 SOURCE = {"age": 66, "sex": "F", "diagnosis": "CN"}
-PATHS = {"before": {"engine": "per-target", "keep_reconstruction": False},
-         "after": {"engine": "batched", "keep_reconstruction": True}}
+PATHS = {"before": {"engine": "simpleitk", "keep_reconstruction": False},
+         "after": {"engine": "torch", "keep_reconstruction": True}}
 
 
 def test_scan(spacing):

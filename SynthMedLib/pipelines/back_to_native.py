@@ -30,14 +30,14 @@ from SynthMedLib.pipelines.latent_io import array_to_image
 from SynthMedLib.pipelines.native_warp import NativeWarp
 from SynthMedLib.pipelines.outputs import TargetResult, label_volumes, volume_columns
 
-# "batched": every target's fields in torch (demons.py; the model's device), each started from its
+# "torch": every target's fields in torch (demons.py; the model's device), each started from its
 # nearest known neighbour's (warm_start.py), then warped back in torch (native_warp.py: ~4x faster
 # than SimpleITK's resampling per target on one CPU thread, bench/results/native_warp_cpu.md) and
-# handed on one by one as they are ready. "per-target": the original path (SimpleITK's demons and
+# handed on one by one as they are ready. "simpleitk": the original path (SimpleITK's demons and
 # warp per target, from zero), kept for the side-by-side benchmark (bench/interactive_latency.py)
 # and as the reference of the tests.
-ENGINES = ("batched", "per-target")
-DEFAULT_ENGINE = "batched"
+ENGINES = ("torch", "simpleitk")
+DEFAULT_ENGINE = "torch"
 # Devices whose warp runs through torch (the rest: SimpleITK's Resample per target).
 TORCH_WARP_DEVICE_TYPES = ("cuda", "cpu")
 
@@ -94,12 +94,12 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
         progress.check()
         target_image = array_to_image(images[i], grid)
         deformation = identity_method.startswith("deformation")
-        fields = (estimated_fields(i, target_image) if engine == "batched" and deformation else None)
+        fields = (estimated_fields(i, target_image) if engine == "torch" and deformation else None)
         if is_scaled(i):
             field, moved, scale, reached = scaled_change_field(
                 reconstruction, target_image, reference_labels, label_id,
                 expected[i - 1][scaled_by] / voxel_ml, outside=outside_change,
-                side_by_side=engine != "per-target", fields=fields)
+                side_by_side=engine != "simpleitk", fields=fields)
             sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),
                                             "reached": reached}}
             if not reached:
@@ -111,7 +111,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
                     "course predicts"]
             return field, None, None, sitk.GetArrayFromImage(moved), sidecar
         target_labels = None if labels is None else labels[i]
-        if engine == "per-target" or not deformation:
+        if engine == "simpleitk" or not deformation:
             output, _ = transfer_change(image, mapping, reconstruction, target_image, identity_method)
             return None, output, None, target_labels, {}
         field, residual = change_field(reconstruction, target_image, identity_method,
@@ -129,11 +129,11 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
             on_result(i - 1, result)
         return result
 
-    torch_warp = engine == "batched" and torch.device(device or "cpu").type in TORCH_WARP_DEVICE_TYPES
+    torch_warp = engine == "torch" and torch.device(device or "cpu").type in TORCH_WARP_DEVICE_TYPES
     warp = NativeWarp(mapping, device) if torch_warp else None
     results = {}
-    # "batched": targets nearest to a known one first, so that each starts from a neighbour
-    order = (range(1, len(targets) + 1) if engine == "per-target"
+    # "torch": targets nearest to a known one first, so that each starts from a neighbour
+    order = (range(1, len(targets) + 1) if engine == "simpleitk"
              else [i + 1 for i in warm_start.order(known, targets)])
     for i in order:
         field, output, residual, target_labels, sidecar = model_space_change(i)

@@ -12,7 +12,7 @@ Choice: a smooth **displacement field**.
 - Aging and disease progression in brain MRI are mostly geometric: ventricles and sulci widen,
   grey matter thins. A displacement field estimated between reconstruction and counterfactual
   (demons in model space: demons.py in torch for every target; SimpleITK's diffeomorphic demons,
-  ``estimate_displacement``, is its tested reference and the "per-target" engine's) moves the
+  ``estimate_displacement``, is its tested reference and the "simpleitk" engine's) moves the
   input's own voxels, at the input's resolution, so every native detail survives and edges stay
   sharp; it is smooth and invertible, and composing it with the registration's affine carries it
   onto the native grid exactly.
