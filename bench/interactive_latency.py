@@ -85,42 +85,51 @@ def timed(model, scan, ages, cache):
             {k: round(v, 2) for k, v in series.timings.items()})
 
 
-def measure(model, spacing, n_targets):
-    """Both paths, scenario by scenario, alternating so that both see the same load."""
+def measure(model, spacing, n_targets, repeats=1):
+    """Both paths, scenario by scenario, alternating so that both see the same load; ``repeats``
+    times, each with fresh caches and ages not asked before in it."""
     scan = test_scan(spacing)
-    caches = {path: InversionCache() for path in PATHS}
-    # cached-N asks for ages that neither earlier scenario computed
-    ages = {"first": [80.0], "cached-1": [75.0], f"cached-{n_targets}":
-            [float(a) for a in np.linspace(71, 91, n_targets)]}
     rows = []
-    for scenario, targets in ages.items():
-        for path in PATHS:
-            use(path)
-            seconds, cpu, stages = timed(model, scan, targets, caches[path])
-            load = os.getloadavg()[0]
-            rows.append({"spacing_mm": spacing, "size": list(scan.GetSize()), "scenario": scenario,
-                         "path": path, "targets": len(targets), "seconds": round(seconds, 2),
-                         "cpu_seconds": round(cpu, 2),
-                         "stages": stages, "load_1min": round(load, 2)})
-            print(json.dumps(rows[-1]), flush=True)
+    for repeat in range(repeats):
+        caches = {path: InversionCache() for path in PATHS}
+        # cached-N asks for ages that neither earlier scenario computed
+        ages = {"first": [80.0 + repeat], "cached-1": [75.0 - repeat], f"cached-{n_targets}":
+                [float(a) + 0.5 * repeat for a in np.linspace(71, 91, n_targets)]}
+        for scenario, targets in ages.items():
+            for path in PATHS:
+                use(path)
+                seconds, cpu, stages = timed(model, scan, targets, caches[path])
+                load = os.getloadavg()[0]
+                rows.append({"spacing_mm": spacing, "size": list(scan.GetSize()), "scenario": scenario,
+                             "path": path, "repeat": repeat, "targets": len(targets),
+                             "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+                             "stages": stages, "load_1min": round(load, 2)})
+                print(json.dumps(rows[-1]), flush=True)
     use("after")
     return rows
 
 
 def summary(rows, key):
-    """Per resolution and path (``key``: "seconds" wall or "cpu_seconds"): first, cached-1,
-    cached-N, per extra target, N vs 1."""
+    """Per resolution and path (``key``: "seconds" wall or "cpu_seconds"), the median over the
+    repeats of: first, cached-1, cached-N; and from those medians per extra target and N vs 1."""
     out = []
     for spacing in sorted({r["spacing_mm"] for r in rows}, reverse=True):
         for path in PATHS:
-            mine = {r["scenario"]: r for r in rows if r["spacing_mm"] == spacing and r["path"] == path}
+            mine = {}
+            for r in rows:
+                if r["spacing_mm"] == spacing and r["path"] == path:
+                    mine.setdefault(r["scenario"], []).append(r)
             if "first" not in mine or "cached-1" not in mine:
                 continue
-            many = [r for s, r in mine.items() if s.startswith("cached-") and s != "cached-1"]
-            entry = {"spacing_mm": spacing, "path": path, "first": mine["first"][key],
-                     "cached_1": mine["cached-1"][key]}
+
+            def median(scenario, mine=mine):
+                return round(float(np.median([r[key] for r in mine[scenario]])), 2)
+
+            entry = {"spacing_mm": spacing, "path": path, "repeats": len(mine["first"]),
+                     "first": median("first"), "cached_1": median("cached-1")}
+            many = [s for s in mine if s.startswith("cached-") and s != "cached-1"]
             if many:
-                n, t = many[0]["targets"], many[0][key]
+                n, t = mine[many[0]][0]["targets"], median(many[0])
                 entry.update({"n": n, "cached_n": t,
                               "per_extra_target": round((t - entry["cached_1"]) / (n - 1), 2),
                               "n_vs_1": round(t / entry["cached_1"], 2)})
@@ -133,7 +142,9 @@ def markdown(rows, machine):
               f"torch threads {machine['torch_threads']}; load average at start "
               f"{machine['load_start']}, at end {machine['load_end']}."), "",
              ("Each cell: wall seconds / CPU seconds of the process (all its threads: the work done, "
-              "which the machine's load does not inflate)."), "",
+              "which the machine's load does not inflate), the median of "
+              f"{max(r.get('repeat', 0) for r in rows) + 1} runs with fresh caches and new ages; per "
+              "extra target and N vs 1 from those medians."), "",
              ("| grid | path | first result (new scan, 1 age) | new age (cached scan) | N ages (cached) "
               "| per extra target | N vs 1 |"), "|---|---|---|---|---|---|---|"]
     walls, cpus = summary(rows, "seconds"), summary(rows, "cpu_seconds")
@@ -153,6 +164,7 @@ def main(argv=None):
     parser.add_argument("--targets", default="5,2", help="N of cached-N per spacing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3, help="each scenario's median is reported")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -170,7 +182,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     counts = [int(n) for n in args.targets.split(",")]
     for i, spacing in enumerate(float(s) for s in args.spacings.split(",")):
-        rows += measure(model, spacing, counts[min(i, len(counts) - 1)])
+        rows += measure(model, spacing, counts[min(i, len(counts) - 1)], args.repeats)
         machine.update(load_end=round(os.getloadavg()[0], 2),
                        uptime_end=subprocess.run(["uptime"], capture_output=True, text=True,
                                                  check=False).stdout.strip())
