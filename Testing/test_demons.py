@@ -110,12 +110,15 @@ def test_targets_start_from_the_nearest_neighbour_nearer_than_the_source():
     known = {warm_start.SOURCE_KEY: {"age": 66.0, "sex": "F", "diagnosis": "CN"}}
     fields = {age: torch.full((1,), age) for age in (75.0, 80.0)}
     for age, field in fields.items():
-        warm_start.remember(known, {"age": age, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0), field)
+        warm_start.remember(known, {"age": age, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0), field,
+                            scale=age / 100)
     def start(age, smoothings=(4.0, 1.0), **rest):
         conditions = {"age": age, "sex": "F", "diagnosis": "CN", **rest}
-        found = warm_start.nearest(known, conditions, smoothings)
+        found, scale = warm_start.nearest(known, conditions, smoothings)
+        assert (found is None) == (scale is None)
         return None if found is None else float(found[0])
     assert start(77.0) == 75.0 and start(79.0) == 80.0 and start(95.0) == 80.0
+    assert warm_start.nearest(known, {"age": 79.0, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0))[1] == 0.8
     assert start(69.0) is None                       # the source (66) is nearer: from zero
     assert start(77.0, smoothings=(1.0,)) is None    # other fields are not a start
     assert start(77.0, diagnosis="AD") is None       # another change, not a neighbour

@@ -77,16 +77,16 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
         return scaled and expected[i - 1] is not None
 
     def estimated_fields(i, target_image):
-        """The target's model-space fields (torch demons), started from the nearest known
-        target's when there is one nearer than the source (warm_start.py)."""
+        """(the target's model-space fields (torch demons), their voxel form, the smoothings, the
+        neighbour's change scale or None): started from the nearest known target's when there is
+        one nearer than the source (warm_start.py)."""
         smoothings = field_smoothings(is_scaled(i), outside=outside_change)
-        start = warm_start.nearest(known, targets[i - 1], smoothings)
+        start, scale = warm_start.nearest(known, targets[i - 1], smoothings)
         fields, voxels = estimate_displacements(reconstruction, [target_image], smoothings,
                                                 initial=start, device=device,
                                                 cancelled=progress.cancelled)
         progress.check()
-        warm_start.remember(known, targets[i - 1], smoothings, voxels)
-        return fields[0]
+        return fields[0], voxels, smoothings, scale
 
     def model_space_change(i):
         """(model-space field or None, native output or None, model-space residual or None,
@@ -94,12 +94,15 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
         progress.check()
         target_image = array_to_image(images[i], grid)
         deformation = identity_method.startswith("deformation")
-        fields = (estimated_fields(i, target_image) if engine == "torch" and deformation else None)
+        fields, voxels, smoothings, guess = (estimated_fields(i, target_image)
+                                             if engine == "torch" and deformation else (None,) * 4)
         if is_scaled(i):
             field, moved, scale, reached = scaled_change_field(
                 reconstruction, target_image, reference_labels, label_id,
                 expected[i - 1][scaled_by] / voxel_ml, outside=outside_change,
-                side_by_side=engine != "simpleitk", fields=fields)
+                side_by_side=engine != "simpleitk", fields=fields, guess=guess)
+            if voxels is not None:
+                warm_start.remember(known, targets[i - 1], smoothings, voxels, scale)
             sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),
                                             "reached": reached}}
             if not reached:
@@ -110,6 +113,8 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
                     f"{got:.1f} mL (the largest it allows); this target is less changed than the "
                     "course predicts"]
             return field, None, None, sitk.GetArrayFromImage(moved), sidecar
+        if voxels is not None:
+            warm_start.remember(known, targets[i - 1], smoothings, voxels)
         target_labels = None if labels is None else labels[i]
         if engine == "simpleitk" or not deformation:
             output, _ = transfer_change(image, mapping, reconstruction, target_image, identity_method)

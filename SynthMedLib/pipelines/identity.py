@@ -257,7 +257,7 @@ class _MovedVolume:
 
 
 def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None,
-                          outside=1.0):
+                          outside=1.0, guess=None):
     """The smallest factor s in [0, MAX_CHANGE_SCALE] for which ``labels``, moved by the change
     scaled by s around the structure, hold ``voxels`` voxels of ``label_id``, to 2^-iterations or
     to the voxel (``_close_enough``).
@@ -265,7 +265,8 @@ def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterat
     The count grows nearly linearly with s. Counts at 0 and 1 give a secant guess; further guesses
     (never past the next whole scale, so that the first crossing is the one found, as a scan in
     steps of 1 did) stop at the first bracket, which ``_refine`` narrows: usually four or five
-    counts in all, where the scan and bisection took ten or more.
+    counts in all, where the scan and bisection took ten or more. ``guess``: a scale to try
+    first instead of 1 (a neighbouring target's: usually within a count or two of the answer).
 
     Returns (s, reached); when no scale reaches the volume, the one that comes closest."""
     count = _MovedVolume(labels, displacement, weight, label_id, near, outside)
@@ -275,18 +276,20 @@ def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterat
     low = 0.0
     while low < MAX_CHANGE_SCALE:
         previous = max(s for s in tried if s < low) if any(s < low for s in tried) else None
-        guess = low + 1.0
-        if previous is not None and tried[low] != tried[previous]:
+        step = low + 1.0
+        if previous is None and guess is not None and 0.0 < guess <= MAX_CHANGE_SCALE:
+            step = float(guess)
+        elif previous is not None and tried[low] != tried[previous]:
             secant = low - tried[low] * (low - previous) / (tried[low] - tried[previous])
             if low < secant < low + 1.0:
-                guess = secant
-        guess = min(guess, MAX_CHANGE_SCALE)
-        tried[guess] = count(guess) - voxels
-        if _close_enough(tried[guess], voxels):
-            return float(guess), True
-        if tried[guess] * tried[low] < 0:
-            return _refine(count, voxels, low, tried[low], guess, tried[guess], iterations), True
-        low = guess
+                step = secant
+        step = min(step, MAX_CHANGE_SCALE)
+        tried[step] = count(step) - voxels
+        if _close_enough(tried[step], voxels):
+            return float(step), True
+        if tried[step] * tried[low] < 0:
+            return _refine(count, voxels, low, tried[low], step, tried[step], iterations), True
+        low = step
     best = min(tried, key=lambda s: abs(tried[s]))
     return float(best), False
 
@@ -355,11 +358,12 @@ def field_smoothings(scaled, smoothing=None, outside=1.0):
 
 
 def scaled_change_field(reference, target, reference_labels, label_id, voxels, smoothing=None,
-                        outside=1.0, side_by_side=True, fields=None):
+                        outside=1.0, side_by_side=True, fields=None, guess=None):
     """The model-space part of ``transfer_scaled_change``: (displacement field, the moved
     model-space label map, the scale, whether the expected volume was reached). ``side_by_side``:
     the two field estimates in two threads (False: one after the other, as before). ``fields``:
-    the fields of ``field_smoothings(True, smoothing, outside)``, already estimated."""
+    the fields of ``field_smoothings(True, smoothing, outside)``, already estimated; ``guess``:
+    the scale to try first (``volume_matching_scale``)."""
     near_smoothing = STRUCTURE_SMOOTHING_VOXELS if smoothing is None else smoothing
     # One field serves both where the caller fixes the smoothing or the outside change is dropped;
     # otherwise the two estimates run side by side (SimpleITK releases the GIL).
@@ -377,6 +381,6 @@ def scaled_change_field(reference, target, reference_labels, label_id, voxels, s
             displacement = wide.result()
     weight = structure_weight(reference_labels, label_id)
     scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels,
-                                           near=near, outside=outside)
+                                           near=near, outside=outside, guess=guess)
     field = locally_scaled_field(displacement, weight, scale, near, outside=outside)
     return field, warp_model_labels(reference_labels, field), scale, reached

@@ -37,28 +37,30 @@ def _distance(target, other):
 
 
 def nearest(known, target, smoothings):
-    """The voxel fields to start ``target`` from, or None (start from zero): the nearest known
-    target's, if it is nearer than the source (``known[SOURCE_KEY]``, its conditions)."""
+    """(voxel fields, the change scale found for them or None) to start ``target`` from, or
+    (None, None) (start from zero): the nearest known target's, if it is nearer than the source
+    (``known[SOURCE_KEY]``, its conditions)."""
     if "age" not in target:
-        return None
+        return None, None
     source = known.get(SOURCE_KEY)
-    best, best_distance = None, _distance(target, source) if source and "age" in source else float("inf")
+    best, best_distance = (None, None), _distance(target, source) if source and "age" in source else float("inf")
     group = _group(target, smoothings)
-    for entry_group, conditions, voxels in known.get("fields", {}).values():
+    for entry_group, conditions, voxels, scale in known.get("fields", {}).values():
         if entry_group == group and _distance(target, conditions) < best_distance:
-            best, best_distance = voxels, _distance(target, conditions)
+            best, best_distance = (voxels, scale), _distance(target, conditions)
     return best
 
 
-def remember(known, target, smoothings, voxels):
-    """Keep ``target``'s voxel fields (the oldest go beyond MAX_KNOWN)."""
+def remember(known, target, smoothings, voxels, scale=None):
+    """Keep ``target``'s voxel fields and the change scale found for them (the oldest go beyond
+    MAX_KNOWN)."""
     if "age" not in target:
         return
     fields = known.setdefault("fields", {})
     key = json.dumps({"conditions": target, "group": _group(target, smoothings)}, sort_keys=True,
                      default=str)
     fields.pop(key, None)
-    fields[key] = (_group(target, smoothings), dict(target), voxels)
+    fields[key] = (_group(target, smoothings), dict(target), voxels, scale)
     while len(fields) > MAX_KNOWN:
         fields.pop(next(iter(fields)))
 
@@ -67,7 +69,7 @@ def order(known, targets):
     """Target indices, each next the one nearest to the source or to a target before it (known or
     earlier in the order), so that as many as possible start from a neighbour."""
     reached = [known[SOURCE_KEY]] if SOURCE_KEY in known else []
-    reached += [conditions for _, conditions, _ in known.get("fields", {}).values()]
+    reached += [entry[1] for entry in known.get("fields", {}).values()]
     left, out = list(range(len(targets))), []
     while left:
         def gap(i):
