@@ -106,22 +106,27 @@ def test_smoothing_keeps_a_constant_and_is_a_gaussian_inside():
     assert np.allclose(out[1:14, 2:15, 2:15], expected, atol=1e-6)
 
 
-def test_targets_start_from_the_nearest_neighbour_nearer_than_the_source():
+def test_targets_start_from_the_nearest_neighbour_scaled_by_the_years():
     known = {warm_start.SOURCE_KEY: {"age": 66.0, "sex": "F", "diagnosis": "CN"}}
-    fields = {age: torch.full((1,), age) for age in (75.0, 80.0)}
-    for age, field in fields.items():
-        warm_start.remember(known, {"age": age, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0), field,
-                            scale=age / 100)
+    for age in (76.0, 86.0):   # 10 and 20 years from the source
+        warm_start.remember(known, {"age": age, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0),
+                            torch.full((1,), age - 66.0), scale=age / 100)
+
     def start(age, smoothings=(4.0, 1.0), **rest):
         conditions = {"age": age, "sex": "F", "diagnosis": "CN", **rest}
         found, scale = warm_start.nearest(known, conditions, smoothings)
         assert (found is None) == (scale is None)
-        return None if found is None else float(found[0])
-    assert start(77.0) == 75.0 and start(79.0) == 80.0 and start(95.0) == 80.0
-    assert warm_start.nearest(known, {"age": 79.0, "sex": "F", "diagnosis": "CN"}, (4.0, 1.0))[1] == 0.8
-    assert start(69.0) is None                       # the source (66) is nearer: from zero
+        return None if found is None else (float(found[0]), scale)
+
+    # the neighbour's field scaled by the ratio of the years: a field growing with the years
+    # (here its value is the years) is started exactly where it is
+    assert start(71.0) == (5.0, 0.76) and start(80.0) == (14.0, 0.76) and start(82.0) == (16.0, 0.86)
+    assert start(95.0) == (29.0, 0.86)
+    assert start(60.0) is None                       # younger than the source: no neighbour there
     assert start(77.0, smoothings=(1.0,)) is None    # other fields are not a start
     assert start(77.0, diagnosis="AD") is None       # another change, not a neighbour
-    targets = [{"age": a, "sex": "F", "diagnosis": "CN"} for a in (90.0, 70.0, 85.0, 60.0)]
-    # 70 (4 y from the source), 85 (5 y from 80), 90 (5 y from 85), 60 (6 y from the source)
-    assert warm_start.order(known, targets) == [1, 2, 0, 3]
+    targets = [{"age": a, "sex": "F", "diagnosis": "CN"} for a in (90.0, 70.0, 85.0, 60.0, 55.0)]
+    # 85 (1 y from 86), 90 (4 y from 86), 70 (4 y from 76); then none has a neighbour: 55, the
+    # younger side's farthest, from zero, and 60 scaled down from it
+    assert warm_start.order(known, targets) == [2, 0, 1, 4, 3]
+    assert warm_start.order({warm_start.SOURCE_KEY: known[warm_start.SOURCE_KEY]}, targets[:3]) == [0, 2, 1]

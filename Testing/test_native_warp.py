@@ -199,4 +199,6 @@ def test_the_torch_engine_gives_the_simpleitk_results(monkeypatch, torch_warp):
             assert difference.max() < 1e-3 * value_range
         assert (sitk.GetArrayFromImage(new.labels) == sitk.GetArrayFromImage(old.labels)).all()
         assert new.sidecar == old.sidecar and new.volumes == old.volumes
-    assert [s[1:] for s in streamed if s[0] == "torch"] == [(0, "age-75"), (1, "age-80")]
+    # each target streamed once, as it is ready (the torch engine computes the one farthest from
+    # the source first when no target has a neighbour to start from: warm_start.order)
+    assert sorted(s[1:] for s in streamed if s[0] == "torch") == [(0, "age-75"), (1, "age-80")]

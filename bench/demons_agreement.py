@@ -6,8 +6,9 @@ old engine against new, on a 1 mm scan.
 
 1. Fields: nilearn's MNI152 brain on a turned 1 mm grid (bench/interactive_latency.py's scan),
    demo-brain counterfactuals at 70..90 y from 66 y; for each target and both smoothings (4 and 1
-   voxels), the torch field from zero and from the previous target's (warm start,
-   demons.WARM_ITERATIONS) against SimpleITK's, in mm over the brain; seconds side by side.
+   voxels), the torch field from zero and from the next older target's scaled by the ratio of the
+   years (warm_start.py, demons.WARM_ITERATIONS) against SimpleITK's, in mm over the brain;
+   seconds side by side.
 2. Outputs: the same request through back_to_native's "simpleitk" engine (the old path) and
    the default one: the images on the 1 mm grid (difference over the brain, in % of the scan's
    intensity range, beside the size of the change itself), label maps, volumes, change scales.
@@ -46,42 +47,48 @@ def _mm(voxels, spacing):
 
 
 def fields(images, spacing):
+    """Per age and smoothing: SimpleITK's field, torch's from zero, and torch's from the next older
+    age's field scaled by the ratio of the years (as warm_start.py starts the pipeline's)."""
     reference = identity_image(images[0], spacing)
     brain = images[0] > 0.05
     ref_t = torch.from_numpy(images[0])
-    rows, previous = [], None
+    cold, theirs, seconds = {}, {}, {}
     for index, age in enumerate(AGES, start=1):
         target = torch.from_numpy(images[index])[None]
         start = time.perf_counter()
-        theirs = [sitk.GetArrayFromImage(identity.estimate_displacement(
+        theirs[age] = [sitk.GetArrayFromImage(identity.estimate_displacement(
             reference, identity_image(images[index], spacing), s)) for s in SMOOTHINGS]
-        sitk_seconds = time.perf_counter() - start
+        seconds[age] = {"simpleitk": time.perf_counter() - start}
         start = time.perf_counter()
-        cold = demons.demons(ref_t, target, SMOOTHINGS)
-        cold_seconds = time.perf_counter() - start
-        warm, warm_seconds = None, None
-        if previous is not None:
+        cold[age] = demons.demons(ref_t, target, SMOOTHINGS)
+        seconds[age]["cold"] = time.perf_counter() - start
+    rows = []
+    for index, age in enumerate(AGES, start=1):
+        warm = None
+        if age != AGES[-1]:
+            older = AGES[index]
+            ratio = (age - SOURCE["age"]) / (older - SOURCE["age"])
             start = time.perf_counter()
-            warm = demons.demons(ref_t, target, SMOOTHINGS, demons.WARM_ITERATIONS, initial=previous)
-            warm_seconds = time.perf_counter() - start
-        previous = cold
+            warm = demons.demons(ref_t, torch.from_numpy(images[index])[None], SMOOTHINGS,
+                                 demons.WARM_ITERATIONS, initial=cold[older] * ratio)
+            seconds[age]["warm"] = time.perf_counter() - start
         for k, sigma in enumerate(SMOOTHINGS):
-            size = np.linalg.norm(theirs[k], axis=-1)[brain]
+            size = np.linalg.norm(theirs[age][k], axis=-1)[brain]
             row = {"age": age, "smoothing_voxels": sigma, "simpleitk_mean_mm": float(size.mean()),
                    "simpleitk_max_mm": float(size.max()),
-                   "seconds_simpleitk_both": round(sitk_seconds, 3),
-                   "seconds_torch_cold_both": round(cold_seconds, 3)}
-            for name, ours in (("cold", cold), ("warm", warm)):
+                   "seconds_simpleitk_both": round(seconds[age]["simpleitk"], 3),
+                   "seconds_torch_cold_both": round(seconds[age]["cold"], 3)}
+            for name, ours in (("cold", cold[age]), ("warm", warm)):
                 if ours is None:
                     continue
-                gap = np.linalg.norm(_mm(ours[k, 0].numpy(), spacing) - theirs[k], axis=-1)[brain]
+                gap = np.linalg.norm(_mm(ours[k, 0].numpy(), spacing) - theirs[age][k], axis=-1)[brain]
                 row[f"{name}_vs_simpleitk_mean_mm"] = float(gap.mean())
                 row[f"{name}_vs_simpleitk_p99_mm"] = float(np.percentile(gap, 99))
             if warm is not None:
-                gap = np.linalg.norm((warm[k, 0] - cold[k, 0]).numpy(), axis=0)[brain] * spacing
+                gap = np.linalg.norm((warm[k, 0] - cold[age][k, 0]).numpy(), axis=0)[brain] * spacing
                 row["warm_vs_cold_mean_mm"] = float(gap.mean())
                 row["warm_vs_cold_p99_mm"] = float(np.percentile(gap, 99))
-                row["seconds_torch_warm_both"] = round(warm_seconds, 3)
+                row["seconds_torch_warm_both"] = round(seconds[age]["warm"], 3)
             rows.append(row)
     return rows
 
@@ -126,7 +133,7 @@ def markdown(field_rows, output_rows, walls, native, threads):
     lines = [f"Torch threads {threads}; demo-brain, source 66 y F CN, the 1 mm MNI152 test scan of "
              "bench/interactive_latency.py.", "",
              "**Fields** (mm over the brain; SimpleITK's diffeomorphic demons is the reference; "
-             "warm: started from the previous age's field, "
+             "warm: started from the next older age's field scaled by the ratio of the years, "
              f"{demons.WARM_ITERATIONS} iterations instead of {demons.ITERATIONS}):", "",
              "| age | smoothing (voxels) | SimpleITK mean / max | torch cold vs SimpleITK mean / p99 "
              "| torch warm vs SimpleITK mean / p99 | warm vs cold mean / p99 | seconds, both fields: "

@@ -169,8 +169,10 @@ class NativeWarp:
         arrays), and each model-space label array of ``labels`` (nearest neighbour)."""
         import SimpleITK as sitk
 
-        fields = [f if isinstance(f, np.ndarray) else sitk.GetArrayViewFromImage(f) for f in fields]
-        images, label_maps = self.warp_arrays(sitk.GetArrayViewFromImage(native_input), fields, labels)
+        # copies, not views: a view does not keep its image alive, and an image only the caller's
+        # argument list held is freed once that list is (a zero field read as garbage)
+        arrays = [f if isinstance(f, np.ndarray) else sitk.GetArrayFromImage(f) for f in fields]
+        images, label_maps = self.warp_arrays(sitk.GetArrayViewFromImage(native_input), arrays, labels)
         return [self._image(a) for a in images], [self._image(a) for a in label_maps]
 
     def warp_arrays(self, array, fields=(), labels=()):

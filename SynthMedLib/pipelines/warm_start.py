@@ -1,16 +1,19 @@
 """Which target's fields a new target's demons start from.
 
 The age slider asks for ages next to ones already computed on the same scan, and a request for
-several ages holds neighbours too. Demons started from a neighbour's fields need a sixth of the
-iterations (demons.WARM_ITERATIONS) to land within about 0.2 mm on average of where they land
-from zero (bench/results/demons.md).
-The source itself is a known neighbour with a zero field: a target starts from another target
-only when that one is nearer to it than the source, and otherwise from zero with the full
-iterations.
+several ages holds neighbours too. The model's change grows with the years between source and
+target, so a neighbour's fields scaled by the ratio of those years are a close start: from there
+demons.WARM_ITERATIONS (10) land within about 0.1 mm on average of where 60 from zero do
+(bench/results/demons.md; unscaled, 0.2-0.7 mm).
 
-Known fields are kept per reconstruction (``InversionCache.fields``): a dict from a target's
-conditions to its voxel fields. Only targets that differ in age and nothing else are neighbours
-(a different diagnosis is another change, not a nearby one).
+A neighbour is a known target on the same side of the source (older, or younger) that differs in
+age and nothing else (another diagnosis is another change); the nearest in age is taken. Where a
+request has none, its target farthest from the source starts from zero (the full
+demons.ITERATIONS) and the rest are scaled down from it (``order``): scaling down was measured
+closer than scaling up.
+
+Known fields are kept per reconstruction (``InversionCache.fields``), in memory: a dict from a
+target's conditions and fields to its voxel fields and the change scale found for them.
 """
 
 import json
@@ -26,29 +29,38 @@ def _group(conditions, smoothings):
                       default=str)
 
 
-def _neighbours(conditions, other):
-    return ("age" in conditions and "age" in other
-            and {k: v for k, v in conditions.items() if k != "age"}
-            == {k: v for k, v in other.items() if k != "age"})
+def _years(conditions, source):
+    """Years from the source to ``conditions`` (the source's age 0 when it is unknown)."""
+    base = float(source["age"]) if source and "age" in source else 0.0
+    return float(conditions["age"]) - base
 
 
-def _distance(target, other):
-    return abs(float(target["age"]) - float(other["age"]))
+def _neighbours(target, other, source):
+    """Whether ``other`` may start ``target``: age and nothing else differs, same side of the
+    source, and not the source's age itself (a zero change scales to nothing)."""
+    if "age" not in target or "age" not in other:
+        return False
+    if {k: v for k, v in target.items() if k != "age"} != {k: v for k, v in other.items() if k != "age"}:
+        return False
+    return _years(target, source) * _years(other, source) > 0
 
 
 def nearest(known, target, smoothings):
-    """(voxel fields, the change scale found for them or None) to start ``target`` from, or
-    (None, None) (start from zero): the nearest known target's, if it is nearer than the source
-    (``known[SOURCE_KEY]``, its conditions)."""
-    if "age" not in target:
-        return None, None
+    """(voxel fields, the change scale found for the neighbour or None) to start ``target`` from:
+    the nearest neighbour's fields scaled by the ratio of the years; (None, None) when there is
+    none (start from zero)."""
     source = known.get(SOURCE_KEY)
-    best, best_distance = (None, None), _distance(target, source) if source and "age" in source else float("inf")
+    best, best_gap = None, float("inf")
     group = _group(target, smoothings)
     for entry_group, conditions, voxels, scale in known.get("fields", {}).values():
-        if entry_group == group and _distance(target, conditions) < best_distance:
-            best, best_distance = (voxels, scale), _distance(target, conditions)
-    return best
+        if entry_group == group and _neighbours(target, conditions, source):
+            gap = abs(float(target["age"]) - float(conditions["age"]))
+            if gap < best_gap:
+                best, best_gap = (conditions, voxels, scale), gap
+    if best is None:
+        return None, None
+    conditions, voxels, scale = best
+    return voxels * (_years(target, source) / _years(conditions, source)), scale
 
 
 def remember(known, target, smoothings, voxels, scale=None):
@@ -66,16 +78,19 @@ def remember(known, target, smoothings, voxels, scale=None):
 
 
 def order(known, targets):
-    """Target indices, each next the one nearest to the source or to a target before it (known or
-    earlier in the order), so that as many as possible start from a neighbour."""
-    reached = [known[SOURCE_KEY]] if SOURCE_KEY in known else []
-    reached += [entry[1] for entry in known.get("fields", {}).values()]
+    """Target indices in the order to compute them: next, the one nearest to a neighbour already
+    known or computed; when none has one, the one farthest from the source (it starts from zero,
+    and its neighbours are then scaled down from it)."""
+    source = known.get(SOURCE_KEY)
+    reached = [entry[1] for entry in known.get("fields", {}).values()]
     left, out = list(range(len(targets))), []
     while left:
         def gap(i):
-            return min((_distance(targets[i], c) for c in reached if _neighbours(targets[i], c)),
-                       default=float("inf"))
+            return min((abs(float(targets[i]["age"]) - float(c["age"])) for c in reached
+                        if _neighbours(targets[i], c, source)), default=float("inf"))
         index = min(left, key=gap)
+        if gap(index) == float("inf"):
+            index = max(left, key=lambda i: abs(_years(targets[i], source)) if "age" in targets[i] else -1.0)
         out.append(index)
         left.remove(index)
         reached.append(targets[index])
