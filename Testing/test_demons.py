@@ -130,3 +130,16 @@ def test_targets_start_from_the_nearest_neighbour_scaled_by_the_years():
     # younger side's farthest, from zero, and 60 scaled down from it
     assert warm_start.order(known, targets) == [2, 0, 1, 4, 3]
     assert warm_start.order({warm_start.SOURCE_KEY: known[warm_start.SOURCE_KEY]}, targets[:3]) == [0, 2, 1]
+
+
+def test_known_fields_are_bounded():
+    from SynthMedLib.pipelines.inversion_cache import FIELD_SCANS, InversionCache
+
+    cache = InversionCache()
+    for scan in range(FIELD_SCANS + 2):
+        known = cache.fields(f"scan-{scan}")
+        for age in range(warm_start.MAX_KNOWN + 3):
+            warm_start.remember(known, {"age": 70.0 + age}, (4.0,), torch.zeros(1))
+        assert len(known["fields"]) == warm_start.MAX_KNOWN           # the oldest ages went
+    assert len(cache._fields) == FIELD_SCANS                           # and the oldest scans
+    assert cache.fields("scan-0") == {} and len(cache.fields(f"scan-{FIELD_SCANS + 1}")["fields"]) > 0

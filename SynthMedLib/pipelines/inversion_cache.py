@@ -32,6 +32,9 @@ def inversion_key(scan, model_identity, source_conditions, steps):
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
+FIELD_SCANS = 4  # scans whose change fields are kept (InversionCache.fields)
+
+
 class InversionCache:
     """``get(key)`` -> tensor or None; ``put(key, tensor)``. ``folder`` adds a disk layer."""
 
@@ -87,11 +90,12 @@ class InversionCache:
 
     def fields(self, key):
         """A dict kept in memory per ``key`` (a reconstruction's): the change fields of the
-        targets computed on it, for the next target to start from (warm_start.py)."""
+        targets computed on it, for the next target to start from (warm_start.py). Only the
+        FIELD_SCANS most recent scans keep theirs (~28 MB each at the demo model's grid)."""
         if key not in self._fields:
             self._fields[key] = {}
         self._fields.move_to_end(key)
-        while len(self._fields) > self.max_items:
+        while len(self._fields) > FIELD_SCANS:
             self._fields.popitem(last=False)
         return self._fields[key]
 

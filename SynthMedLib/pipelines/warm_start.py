@@ -19,7 +19,7 @@ target's conditions and fields to its voxel fields and the change scale found fo
 import json
 
 SOURCE_KEY = "source"
-MAX_KNOWN = 32  # per reconstruction: 32 targets x 2 fields x 3 x 48x64x48 float32 = 113 MB at most
+MAX_KNOWN = 8  # per reconstruction: 8 targets x 2 fields x 3 x 48x64x48 float32 = 28 MB at most
 
 
 def _group(conditions, smoothings):
