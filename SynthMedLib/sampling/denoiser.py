@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from SynthMedLib.sampling import traced
+
 CONDITIONING_MODES = ("none", "crossattn", "concat", "both", "class")
 
 
@@ -108,5 +110,9 @@ class Denoiser:
                     x=model_input, timesteps=timesteps, controlnet_cond=conditioning.controlnet_cond.to(x.dtype),
                     conditioning_scale=conditioning.conditioning_scale, **kwargs, **conditioning.controlnet_kwargs)
                 kwargs = dict(kwargs, down_block_additional_residuals=down, mid_block_additional_residual=mid)
-            output = self.unet(model_input, timesteps=timesteps, **kwargs, **conditioning.unet_kwargs)
+                output = self.unet(model_input, timesteps=timesteps, **kwargs, **conditioning.unet_kwargs)
+            elif self.autocast is None:  # a CPU network runs through its trace (traced.py)
+                output = traced.forward(self.unet, model_input, timesteps, {**kwargs, **conditioning.unet_kwargs})
+            else:
+                output = self.unet(model_input, timesteps=timesteps, **kwargs, **conditioning.unet_kwargs)
         return output.float()
