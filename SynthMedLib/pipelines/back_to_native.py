@@ -100,7 +100,7 @@ def back_to_native(image, mapping, space, card, images, labels, targets, names, 
             field, moved, scale, reached = scaled_change_field(
                 reconstruction, target_image, reference_labels, label_id,
                 expected[i - 1][scaled_by] / voxel_ml, outside=outside_change,
-                side_by_side=engine != "simpleitk", fields=fields, guess=guess)
+                fields=fields, guess=guess)
             if voxels is not None:
                 warm_start.remember(known, targets[i - 1], smoothings, voxels, scale)
             sidecar = {"change_scaled_to": {"volume": scaled_by, "scale": round(scale, 4),

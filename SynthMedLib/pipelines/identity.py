@@ -37,7 +37,6 @@ neighbourhood, the rest of the input is left as it is).
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import SimpleITK as sitk
@@ -196,24 +195,43 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, ou
     exponential filter, and its resampling made each integration about 3x slower): the result stays
     invertible at any scale and equals the model's own change at scale 1 up to that
     approximation."""
-    w = sitk.GetArrayViewFromImage(weight)[..., None]
-    near = displacement if near is None else near
-    velocity = float(scale) * w * sitk.GetArrayViewFromImage(near)
-    if outside:
-        velocity = velocity + float(outside) * (1.0 - w) * sitk.GetArrayViewFromImage(displacement)
-    with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
-        warnings.filterwarnings("ignore", message=".*native grid_sample")
-        integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
-    with torch.no_grad():
-        field = integrate(_voxel_field(displacement, velocity).float())
-    return _physical_field(field.double(), displacement)
+    return _ScaledChange(displacement, weight, near, outside, squarings).field(scale)
+
+
+class _ScaledChange:
+    """``locally_scaled_field`` for any scale: the velocity's two parts (voxels along the array
+    axes, ``base + scale * near``) converted once, for the volume search's counts and the final
+    field alike."""
+
+    def __init__(self, displacement, weight, near=None, outside=1.0, squarings=6):
+        w = torch.from_numpy(sitk.GetArrayFromImage(weight).astype(np.float32))[None, None]
+        near = displacement if near is None else near
+        self.near = w * _voxel_field(near, sitk.GetArrayViewFromImage(near)).float()
+        self.base = ((float(outside) * (1.0 - w)) * _voxel_field(
+            displacement, sitk.GetArrayViewFromImage(displacement)).float() if outside
+            else torch.zeros_like(self.near))
+        self.like = displacement
+        # the largest displacement of each part, in voxels (torch.norm over dim 1 is ~100x slower)
+        self.sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (self.base, self.near)]
+        with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
+            warnings.filterwarnings("ignore", message=".*native grid_sample")
+            self.integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
+
+    @torch.no_grad()
+    def voxels(self, scale, region=(slice(None),) * 5):
+        """The integrated change (1, 3, z, y, x) in voxels, over ``region`` of the grid."""
+        return self.integrate(self.base[region] + float(scale) * self.near[region])
+
+    def field(self, scale):
+        """The integrated change on the whole grid, a SimpleITK displacement field."""
+        return _physical_field(self.voxels(scale).double(), self.like)
 
 
 class _MovedVolume:
     """``count(scale)``: the voxels of ``label_id`` in ``labels`` moved by the change scaled by
-    ``scale`` (``locally_scaled_field``), with the velocity's two parts converted once and the
-    labels moved in torch too: a count costs one integration, not three format conversions and a
-    SimpleITK resampling through a displacement-field transform.
+    ``scale`` (``_ScaledChange``), the labels moved in torch too: a count costs one integration,
+    not three format conversions and a SimpleITK resampling through a displacement-field
+    transform.
 
     Only a box around the structure is integrated: a voxel that ends inside the structure starts,
     and travels, within the velocity's largest size of it, so the box grown by that (and the
@@ -221,28 +239,21 @@ class _MovedVolume:
     identity.py compares the two) in about a third of the grid at the demo model's scales."""
 
     def __init__(self, labels, displacement, weight, label_id, near=None, outside=1.0, squarings=6,
-                 whole_grid=False):
-        w = torch.from_numpy(sitk.GetArrayFromImage(weight).astype(np.float32))[None, None]
-        near = displacement if near is None else near
-        self.near = w * _voxel_field(near, sitk.GetArrayViewFromImage(near)).float()
-        self.base = ((float(outside) * (1.0 - w)) * _voxel_field(
-            displacement, sitk.GetArrayViewFromImage(displacement)).float() if outside
-            else torch.zeros_like(self.near))
+                 whole_grid=False, change=None):
+        self.change = change or _ScaledChange(displacement, weight, near, outside, squarings)
         inside = sitk.GetArrayViewFromImage(labels) == label_id
         self.structure = torch.from_numpy(inside.astype(np.float32))[None, None]
         where = np.argwhere(inside)
         self.box = None if whole_grid or not len(where) else (where.min(0), where.max(0) + 1)
-        # the largest displacement of each part, in voxels (torch.norm over dim 1 is ~100x slower)
-        self.sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (self.base, self.near)]
         with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
             warnings.filterwarnings("ignore", message=".*native grid_sample")
-            self.integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
             self.move = Warp(mode="nearest", padding_mode="zeros")
 
     def _region(self, scale):
         if self.box is None:
             return (slice(None),) * 5
-        reach = int(math.ceil(self.sizes[0] + abs(float(scale)) * self.sizes[1])) + 2
+        base, near = self.change.sizes
+        reach = int(math.ceil(base + abs(float(scale)) * near)) + 2
         low, high = self.box
         return (slice(None), slice(None)) + tuple(
             slice(max(0, int(a) - reach), min(n, int(b) + reach))
@@ -251,13 +262,12 @@ class _MovedVolume:
     @torch.no_grad()
     def __call__(self, scale):
         region = self._region(scale)
-        velocity = self.base[region] + float(scale) * self.near[region]
-        moved = self.move(self.structure[region], self.integrate(velocity))
+        moved = self.move(self.structure[region], self.change.voxels(scale, region))
         return int((moved > 0.5).sum())
 
 
 def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None,
-                          outside=1.0, guess=None):
+                          outside=1.0, guess=None, change=None):
     """The smallest factor s in [0, MAX_CHANGE_SCALE] for which ``labels``, moved by the change
     scaled by s around the structure, hold ``voxels`` voxels of ``label_id``, to 2^-iterations or
     to the voxel (``_close_enough``).
@@ -267,9 +277,10 @@ def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterat
     steps of 1 did) stop at the first bracket, which ``_refine`` narrows: usually four or five
     counts in all, where the scan and bisection took ten or more. ``guess``: a scale to try
     first instead of 1 (a neighbouring target's: usually within a count or two of the answer).
+    ``change``: the ``_ScaledChange`` of these fields, when the caller has it already.
 
     Returns (s, reached); when no scale reaches the volume, the one that comes closest."""
-    count = _MovedVolume(labels, displacement, weight, label_id, near, outside)
+    count = _MovedVolume(labels, displacement, weight, label_id, near, outside, change=change)
     tried = {0.0: count(0.0) - voxels}
     if _close_enough(tried[0.0], voxels):
         return 0.0, True
@@ -358,29 +369,19 @@ def field_smoothings(scaled, smoothing=None, outside=1.0):
 
 
 def scaled_change_field(reference, target, reference_labels, label_id, voxels, smoothing=None,
-                        outside=1.0, side_by_side=True, fields=None, guess=None):
+                        outside=1.0, fields=None, guess=None):
     """The model-space part of ``transfer_scaled_change``: (displacement field, the moved
-    model-space label map, the scale, whether the expected volume was reached). ``side_by_side``:
-    the two field estimates in two threads (False: one after the other, as before). ``fields``:
-    the fields of ``field_smoothings(True, smoothing, outside)``, already estimated; ``guess``:
-    the scale to try first (``volume_matching_scale``)."""
-    near_smoothing = STRUCTURE_SMOOTHING_VOXELS if smoothing is None else smoothing
-    # One field serves both where the caller fixes the smoothing or the outside change is dropped;
-    # otherwise the two estimates run side by side (SimpleITK releases the GIL).
-    if fields is not None:
-        displacement, near = fields[0], fields[-1]
-    elif smoothing is not None or not outside:
-        near = displacement = estimate_displacement(reference, target, near_smoothing)
-    elif not side_by_side:
-        near = estimate_displacement(reference, target, near_smoothing)
-        displacement = estimate_displacement(reference, target)
-    else:
-        with ThreadPoolExecutor(2) as pool:
-            wide = pool.submit(estimate_displacement, reference, target)
-            near = estimate_displacement(reference, target, near_smoothing)
-            displacement = wide.result()
+    model-space label map, the scale, whether the expected volume was reached). ``fields``: the
+    fields of ``field_smoothings(True, smoothing, outside)``, already estimated (else SimpleITK's
+    demons estimates them); ``guess``: the scale to try first (``volume_matching_scale``)."""
+    if fields is None:
+        fields = [estimate_displacement(reference, target, s)
+                  for s in field_smoothings(True, smoothing, outside)]
+    # one field serves both where the caller fixes the smoothing or the outside change is dropped
+    displacement, near = fields[0], fields[-1]
     weight = structure_weight(reference_labels, label_id)
+    change = _ScaledChange(displacement, weight, near, outside)
     scale, reached = volume_matching_scale(reference_labels, displacement, weight, label_id, voxels,
-                                           near=near, outside=outside, guess=guess)
-    field = locally_scaled_field(displacement, weight, scale, near, outside=outside)
+                                           near=near, outside=outside, guess=guess, change=change)
+    field = change.field(scale)
     return field, warp_model_labels(reference_labels, field), scale, reached
