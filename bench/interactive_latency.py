@@ -122,8 +122,8 @@ def summary(rows, key):
             if "first" not in mine or "cached-1" not in mine:
                 continue
 
-            def median(scenario, mine=mine):
-                return round(float(np.median([r[key] for r in mine[scenario]])), 2)
+            def median(scenario, mine=mine, of=lambda r: r[key]):
+                return round(float(np.median([of(r) for r in mine[scenario]])), 2)
 
             entry = {"spacing_mm": spacing, "path": path, "repeats": len(mine["first"]),
                      "first": median("first"), "cached_1": median("cached-1")}
@@ -133,8 +133,24 @@ def summary(rows, key):
                 entry.update({"n": n, "cached_n": t,
                               "per_extra_target": round((t - entry["cached_1"]) / (n - 1), 2),
                               "n_vs_1": round(t / entry["cached_1"], 2)})
+                if key == "seconds" and PATHS[path]["keep_reconstruction"]:
+                    # The model's own share (its wall stages): N ages can never cost less than
+                    # their regeneration and decoding, so model N / (all of) one age is the
+                    # floor of "N vs 1" that any way back, however fast, leaves on this device.
+                    model = {s: median(s, of=_model_seconds) for s in ("cached-1", many[0])}
+                    entry.update({"model_cached_1": model["cached-1"], "model_cached_n": model[many[0]],
+                                  "model_per_extra_target": round(
+                                      (model[many[0]] - model["cached-1"]) / (n - 1), 2),
+                                  "floor_n_vs_1": round(model[many[0]] / entry["cached_1"], 2),
+                                  "way_back_per_target": round(median(
+                                      many[0], of=lambda r: r["stages"].get("native", 0.0)) / n, 2)})
             out.append(entry)
     return out
+
+
+def _model_seconds(row):
+    """A run's wall seconds in the model itself: regenerating and decoding its rows."""
+    return row["stages"].get("regeneration", 0.0) + row["stages"].get("decode", 0.0)
 
 
 def markdown(rows, machine):
@@ -155,6 +171,18 @@ def markdown(rows, machine):
                  f"x{wall['n_vs_1']:.2f} / x{cpu['n_vs_1']:.2f}") if "n" in wall else ("-", "-", "-"))
         lines.append(f"| {wall['spacing_mm']:g} mm | {wall['path']} | {cell('first')} | {cell('cached_1')} | "
                      + " | ".join(many) + " |")
+    floors = [w for w in walls if "floor_n_vs_1" in w]
+    if floors:
+        lines += ["", ("The model's own share (wall seconds of the regeneration and decode stages, "
+                       "medians): N ages cannot cost less, so model N / one age is the lowest "
+                       "N vs 1 that any way back leaves on this device."), "",
+                  ("| grid | path | model, one age | model, N ages | model per extra target | "
+                   "way back per target (N ages) | N vs 1 | floor N vs 1 |"),
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {w['spacing_mm']:g} mm | {w['path']} | {w['model_cached_1']:.2f} s | "
+                  f"{w['model_cached_n']:.2f} s (N={w['n']}) | {w['model_per_extra_target']:.2f} s | "
+                  f"{w['way_back_per_target']:.2f} s | x{w['n_vs_1']:.2f} | x{w['floor_n_vs_1']:.2f} |"
+                  for w in floors]
     return "\n".join(lines) + "\n"
 
 
