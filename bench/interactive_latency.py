@@ -186,6 +186,17 @@ def markdown(rows, machine):
     return "\n".join(lines) + "\n"
 
 
+def cpu_model():
+    """The processor's name (the shared VMs change between sessions: timings compare within one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--spacings", default="1,0.5", help="grid spacings in mm, comma separated")
@@ -199,7 +210,7 @@ def main(argv=None):
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     model = Model.from_card("demo-brain", device=args.device).load_for("counterfactual")
     uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
                "device": args.device, "torch_threads": torch.get_num_threads(),
                "load_start": round(os.getloadavg()[0], 2), "uptime_start": uptime,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
