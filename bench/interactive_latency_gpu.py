@@ -137,7 +137,8 @@ class Scan:
         base = 0.5 * wide                   # counterfactual.COURSE_OUTSIDE_CHANGE of the wide field
         sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (base, near)]
         where = self.structure[0, 0].nonzero()
-        low, high = where.amin(0).tolist(), (where.amax(0) + 1).tolist()
+        low, high = ((where.amin(0).tolist(), (where.amax(0) + 1).tolist()) if len(where)
+                     else ([0, 0, 0], list(near.shape[2:])))     # no ventricles: the whole grid
         for scale in np.linspace(0.5, 2.5, COUNTS):
             reach = int(np.ceil(sizes[0] + scale * sizes[1])) + 2
             box = (slice(None), slice(None)) + tuple(
