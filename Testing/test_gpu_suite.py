@@ -4,7 +4,6 @@ machine's image lacks them), writes JSON + Markdown, and its budget skips cases 
 overrunning."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gpu_machine import environment
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-NOT_ON_THE_GPU_MACHINE = ("SimpleITK", "nibabel", "nilearn", "generative")
 # One of each kind of case (the others repeat the same code on other sizes), to keep this test short.
 CASES = ("environment,brainldm unet,brainldm sample,maisi256 decode,maisi256 sample,demo-brain unet,"
          "compile demo-brain")
@@ -23,11 +23,7 @@ CASES = ("environment,brainldm unet,brainldm sample,maisi256 decode,maisi256 sam
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_suite")
-    blocked = root / "blocked"
-    for name in NOT_ON_THE_GPU_MACHINE:
-        (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocked), str(ROOT)]), OMP_NUM_THREADS="1")
+    env = environment(root)
     out = root / "out"
     done = subprocess.run([sys.executable, str(BENCH / "gpu_suite.py"), "--tiny", "--device", "cpu", "--threads", "1",
                            "--budget", "600", "--compile-backend", "eager", "--only", CASES, "--out", str(out)],

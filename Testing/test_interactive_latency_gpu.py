@@ -1,27 +1,23 @@
 """bench/interactive_latency_gpu.py checked on the CPU before it goes to a lent GPU machine: it runs
-in a child process where SimpleITK, nibabel and nilearn cannot be imported (the GPU machine's
+in a child process where SimpleITK, nibabel and nilearn cannot be imported (gpu_machine.py) (the GPU machine's
 image lacks them), times every stage of both requests and writes a summary that follows from its
 rows."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from gpu_machine import environment
+
 ROOT = Path(__file__).resolve().parent.parent
-NOT_ON_THE_GPU_MACHINE = ("SimpleITK", "nibabel", "nilearn")
 STAGES = {"regeneration", "decode", "fields", "volume scale and field", "way back"}
 
 
 def test_runs_without_simpleitk_and_summarises_its_rows(tmp_path):
-    blocked = tmp_path / "blocked"
-    for name in NOT_ON_THE_GPU_MACHINE:
-        (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocked), str(ROOT)]), OMP_NUM_THREADS="1")
+    env = environment(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "interactive_latency_gpu.py"), "--devices",
                            "cuda,cpu", "--targets", "2", "--repeats", "1", "--threads", "1", "--out", str(out)],

@@ -12,9 +12,9 @@ wheel. So this runs every stage of a cached-scan request that is torch, with the
 - fields: demons.demons of each decoded target against the kept reconstruction, both smoothings
   (4 and 1 voxels), started from a known neighbour's fields (WARM_ITERATIONS), as the slider's
   ages start;
-- volume scale and final field: MONAI's DVF2DDF (6 squarings) and nearest-neighbour Warp of the
-  ventricles, as identity._ScaledChange / _MovedVolume do: five counts on the box around the
-  ventricles, then the final field on the whole grid;
+- volume scale and final field: scaled_change.py's ScaledChange and MovedVolume (what identity.py
+  runs, without its SimpleITK conversions): five counts of the moved ventricles, then the final
+  field on the whole grid;
 - the way back: native_warp.NativeWarp's array core onto a 181x217x181 1 mm grid
   (bench/native_warp_gpu.py's oblique case), the fields going through host memory as they do in
   the pipeline.
@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,12 +40,13 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from monai.networks.blocks import DVF2DDF, Warp  # noqa: E402
 
+from gpu_measure import sync  # noqa: E402
 from gpu_nets import build  # noqa: E402
-from native_warp_gpu import case  # noqa: E402
+from native_warp_gpu import MODEL_DIRECTION, MODEL_SPACING, case  # noqa: E402
 from SynthMedLib.pipelines import demons  # noqa: E402
 from SynthMedLib.pipelines.native_warp import NativeWarp  # noqa: E402
+from SynthMedLib.pipelines.scaled_change import MovedVolume, ScaledChange  # noqa: E402
 from SynthMedLib.sampling.decode import decode  # noqa: E402
 from SynthMedLib.sampling.denoiser import Denoiser  # noqa: E402
 from SynthMedLib.sampling.samplers import deterministic_sampler, sample  # noqa: E402
@@ -55,8 +55,7 @@ STEPS = 25
 SMOOTHINGS = (4.0, 1.0)
 COUNTS = 5               # the volume search's counts a target (3-6 in the pipeline)
 VENTRICLES = 1           # demo-brain's label of the ventricles
-MODEL_DIRECTION = np.array([-1.0, -1.0, 1.0])   # native_warp_gpu.case's model grid (RAS on LPS)
-MODEL_SPACING = 3.0
+OUTSIDE = 0.5            # counterfactual.COURSE_OUTSIDE_CHANGE: the part of the wide field kept
 
 
 class Stages:
@@ -67,8 +66,7 @@ class Stages:
         self.lap()
 
     def lap(self, name=None):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync(self.device)
         now = time.perf_counter()
         if name is not None:
             self.seconds[name] = self.seconds.get(name, 0.0) + now - self.last
@@ -91,11 +89,6 @@ class Scan:
         self.known = demons.demons(self.reconstruction, neighbour, SMOOTHINGS)   # from zero, once
         matrices, image, _, _ = case(1.0, 1)
         self.warp, self.native = NativeWarp.from_matrices(*matrices, device=self.device), image
-        self.structure = (self.labels == VENTRICLES).float()[None, None]
-        with warnings.catch_warnings():   # MONAI says it uses torch's grid_sample: intended
-            warnings.filterwarnings("ignore", message=".*native grid_sample")
-            self.integrate = DVF2DDF(num_steps=6, mode="bilinear", padding_mode="zeros")
-            self.move = Warp(mode="nearest", padding_mode="zeros")
 
     def regenerate(self, rows, seed=0):
         # as counterfactual.py builds it (no autocast: a CPU network then runs through its trace)
@@ -122,30 +115,17 @@ class Scan:
                                    initial=known)
             known = fields
             stages.lap("fields")
-            final = self.scaled_field(fields[0], fields[1])
+            change = ScaledChange(OUTSIDE * fields[0], fields[1])
+            count = MovedVolume(self.labels == VENTRICLES, change)
+            for scale in np.linspace(0.5, 2.5, COUNTS):
+                count(scale)
+            final = change.voxels(1.5)[0]
             stages.lap("volume scale and field")
             millimetres = (final.flip(0) * MODEL_SPACING * torch.as_tensor(
                 MODEL_DIRECTION, device=final.device, dtype=final.dtype).view(3, 1, 1, 1))
             self.warp.warp_images(self.native, [millimetres.permute(1, 2, 3, 0).cpu().numpy()])
             stages.lap("way back")
         return stages.seconds
-
-    @torch.no_grad()
-    def scaled_field(self, wide, near):
-        """COUNTS counts of the moved ventricles on the box around them that a voxel can reach
-        from (identity._MovedVolume), then the final field on the whole grid."""
-        base = 0.5 * wide                   # counterfactual.COURSE_OUTSIDE_CHANGE of the wide field
-        sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (base, near)]
-        where = self.structure[0, 0].nonzero()
-        low, high = ((where.amin(0).tolist(), (where.amax(0) + 1).tolist()) if len(where)
-                     else ([0, 0, 0], list(near.shape[2:])))     # no ventricles: the whole grid
-        for scale in np.linspace(0.5, 2.5, COUNTS):
-            reach = int(np.ceil(sizes[0] + scale * sizes[1])) + 2
-            box = (slice(None), slice(None)) + tuple(
-                slice(max(0, a - reach), min(n, b + reach)) for a, b, n in zip(low, high, near.shape[2:]))
-            moved = self.move(self.structure[box], self.integrate(base[box] + float(scale) * near[box]))
-            int((moved > 0.5).sum())
-        return self.integrate(base + 1.5 * near)[0]
 
 
 def measure(device, repeats, many):

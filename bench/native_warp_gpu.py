@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from SynthMedLib.pipelines.native_warp import NativeWarp, _index_to_physical  # noqa: E402
 
 MODEL_SHAPE, MODEL_SPACING = (48, 64, 48), 3.0
+MODEL_DIRECTION = (-1.0, -1.0, 1.0)   # the model grid's axes on LPS: RAS, as the cards' spaces
 
 
 def rotation(a, b, c):
@@ -44,7 +45,7 @@ def case(spacing, targets, seed=0):
     direction = rotation(0.3, 0.1, -0.2)
     native = _index_to_physical(size, (spacing,) * 3,
                                 -direction @ ((np.array(size) - 1) / 2 * spacing), direction.ravel())
-    model_dir = np.diag([-1.0, -1.0, 1.0])
+    model_dir = np.diag(MODEL_DIRECTION)
     model = _index_to_physical(MODEL_SHAPE, (MODEL_SPACING,) * 3,
                                -model_dir @ ((np.array(MODEL_SHAPE) - 1) / 2 * MODEL_SPACING),
                                model_dir.ravel())

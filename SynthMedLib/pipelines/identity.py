@@ -35,15 +35,13 @@ change stands away from that structure (1: all of it; 0: the change is confined 
 neighbourhood, the rest of the input is left as it is).
 """
 
-import math
-import warnings
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.networks.blocks import DVF2DDF, Warp
 
 from SynthMedLib.pipelines import demons
+from SynthMedLib.pipelines.scaled_change import MovedVolume, ScaledChange
 
 IDENTITY_METHODS = ("deformation", "deformation+residual", "intensity", "none")
 MAX_CHANGE_SCALE = 8.0
@@ -198,72 +196,37 @@ def locally_scaled_field(displacement, weight, scale, near=None, squarings=6, ou
     return _ScaledChange(displacement, weight, near, outside, squarings).field(scale)
 
 
-class _ScaledChange:
+class _ScaledChange(ScaledChange):
     """``locally_scaled_field`` for any scale: the velocity's two parts (voxels along the array
-    axes, ``base + scale * near``) converted once, for the volume search's counts and the final
-    field alike."""
+    axes, ``base + scale * near``) converted once from SimpleITK fields, for the volume search's
+    counts and the final field alike (scaled_change.py integrates them)."""
 
     def __init__(self, displacement, weight, near=None, outside=1.0, squarings=6):
         w = torch.from_numpy(sitk.GetArrayFromImage(weight).astype(np.float32))[None, None]
         near = displacement if near is None else near
-        self.near = w * _voxel_field(near, sitk.GetArrayViewFromImage(near)).float()
-        self.base = ((float(outside) * (1.0 - w)) * _voxel_field(
+        near_part = w * _voxel_field(near, sitk.GetArrayViewFromImage(near)).float()
+        base = ((float(outside) * (1.0 - w)) * _voxel_field(
             displacement, sitk.GetArrayViewFromImage(displacement)).float() if outside
-            else torch.zeros_like(self.near))
+            else torch.zeros_like(near_part))
+        super().__init__(base, near_part, squarings)
         self.like = displacement
-        # the largest displacement of each part, in voxels (torch.norm over dim 1 is ~100x slower)
-        self.sizes = [float(part.square().sum(1).amax()) ** 0.5 for part in (self.base, self.near)]
-        with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
-            warnings.filterwarnings("ignore", message=".*native grid_sample")
-            self.integrate = DVF2DDF(num_steps=squarings, mode="bilinear", padding_mode="zeros")
-
-    @torch.no_grad()
-    def voxels(self, scale, region=(slice(None),) * 5):
-        """The integrated change (1, 3, z, y, x) in voxels, over ``region`` of the grid."""
-        return self.integrate(self.base[region] + float(scale) * self.near[region])
 
     def field(self, scale):
         """The integrated change on the whole grid, a SimpleITK displacement field."""
         return _physical_field(self.voxels(scale).double(), self.like)
 
 
-class _MovedVolume:
+class _MovedVolume(MovedVolume):
     """``count(scale)``: the voxels of ``label_id`` in ``labels`` moved by the change scaled by
-    ``scale`` (``_ScaledChange``), the labels moved in torch too: a count costs one integration,
-    not three format conversions and a SimpleITK resampling through a displacement-field
-    transform.
-
-    Only a box around the structure is integrated: a voxel that ends inside the structure starts,
-    and travels, within the velocity's largest size of it, so the box grown by that (and the
-    interpolation's reach) counts exactly what the whole grid would (Testing/test_counterfactual_
-    identity.py compares the two) in about a third of the grid at the demo model's scales."""
+    ``scale`` (``_ScaledChange``), the labels moved in torch too: a count costs one integration
+    on a box around the structure (scaled_change.MovedVolume), not three format conversions and a
+    SimpleITK resampling through a displacement-field transform."""
 
     def __init__(self, labels, displacement, weight, label_id, near=None, outside=1.0, squarings=6,
                  whole_grid=False, change=None):
-        self.change = change or _ScaledChange(displacement, weight, near, outside, squarings)
-        inside = sitk.GetArrayViewFromImage(labels) == label_id
-        self.structure = torch.from_numpy(inside.astype(np.float32))[None, None]
-        where = np.argwhere(inside)
-        self.box = None if whole_grid or not len(where) else (where.min(0), where.max(0) + 1)
-        with warnings.catch_warnings():  # MONAI says it uses torch's grid_sample: that is intended
-            warnings.filterwarnings("ignore", message=".*native grid_sample")
-            self.move = Warp(mode="nearest", padding_mode="zeros")
-
-    def _region(self, scale):
-        if self.box is None:
-            return (slice(None),) * 5
-        base, near = self.change.sizes
-        reach = int(math.ceil(base + abs(float(scale)) * near)) + 2
-        low, high = self.box
-        return (slice(None), slice(None)) + tuple(
-            slice(max(0, int(a) - reach), min(n, int(b) + reach))
-            for a, b, n in zip(low, high, self.structure.shape[2:]))
-
-    @torch.no_grad()
-    def __call__(self, scale):
-        region = self._region(scale)
-        moved = self.move(self.structure[region], self.change.voxels(scale, region))
-        return int((moved > 0.5).sum())
+        inside = torch.from_numpy(sitk.GetArrayViewFromImage(labels) == label_id)
+        super().__init__(inside, change or _ScaledChange(displacement, weight, near, outside, squarings),
+                         whole_grid)
 
 
 def volume_matching_scale(labels, displacement, weight, label_id, voxels, iterations=7, near=None,
